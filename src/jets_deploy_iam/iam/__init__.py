@@ -1,0 +1,1 @@
+"""The IAM edge: reading a group into the actual state, proving a plan can apply, applying it."""

@@ -1,0 +1,86 @@
+"""Observe: read a group from IAM into an ActualGroup, every page of it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from jets_deploy_iam import policy
+from jets_deploy_iam.iam.client import is_code
+from jets_deploy_iam.state import ActualGroup
+
+if TYPE_CHECKING:
+    from mypy_boto3_iam import IAMClient
+
+
+def read_group(client: IAMClient, name: str, page_size: int = 1000) -> ActualGroup | None:
+    """The group called exactly ``name``, or None.
+
+    IAM looks names up case-insensitively; a group whose stored name differs in case is a
+    different resource to us (a Delete for ``Jets`` must not delete ``jets``), so it is None.
+    """
+    members: set[str] = set()
+    group: dict[str, Any] | None = None
+    try:
+        pages = client.get_paginator("get_group").paginate(
+            GroupName=name, PaginationConfig={"PageSize": page_size}
+        )
+        for page in pages:
+            group = dict(page["Group"])
+            members.update(user["UserName"] for user in page["Users"])
+    except ClientError as error:
+        if is_code(error, "NoSuchEntity"):
+            return None
+        raise
+    if group is None or group["GroupName"] != name:
+        return None
+    return ActualGroup(
+        name=group["GroupName"],
+        path=group["Path"],
+        arn=group["Arn"],
+        group_id=group["GroupId"],
+        members=frozenset(members),
+        inline_policies=_inline_policies(client, name, page_size),
+        managed_policy_arns=frozenset(_attached(client, name, page_size)),
+    )
+
+
+def _inline_policies(client: IAMClient, name: str, page_size: int) -> dict[str, dict[str, Any]]:
+    names: list[str] = []
+    for page in client.get_paginator("list_group_policies").paginate(
+        GroupName=name, PaginationConfig={"PageSize": page_size}
+    ):
+        names.extend(page["PolicyNames"])
+    if not names:
+        return {}
+    # A group rarely has more than a couple; fetch them side by side all the same.
+    with ThreadPoolExecutor(max_workers=min(4, len(names))) as pool:
+        docs = pool.map(
+            lambda n: client.get_group_policy(GroupName=name, PolicyName=n)["PolicyDocument"],
+            names,
+        )
+        return {n: policy.parse_stored(doc) for n, doc in zip(names, docs, strict=True)}
+
+
+def _attached(client: IAMClient, name: str, page_size: int) -> Iterable[str]:
+    for page in client.get_paginator("list_attached_group_policies").paginate(
+        GroupName=name, PaginationConfig={"PageSize": page_size}
+    ):
+        for attached in page["AttachedPolicies"]:
+            yield attached["PolicyArn"]
+
+
+def find_group(client: IAMClient, names: Iterable[str], page_size: int = 1000) -> ActualGroup | None:
+    """The first of ``names`` that exists (used to find a group after a failed rename)."""
+    seen: set[str] = set()
+    for name in names:
+        if not name or name in seen:
+            continue
+        seen.add(name)
+        found = read_group(client, name, page_size)
+        if found is not None:
+            return found
+    return None

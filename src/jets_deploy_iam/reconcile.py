@@ -1,0 +1,142 @@
+"""The controller: observe -> plan -> pre-flight -> apply, for each lifecycle request.
+
+The CloudFormation handler and the command line both drive the resource through these functions,
+so the lifecycle rules of the contract live here once, not in either edge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+
+from jets_deploy_iam.config import Deadline, ReconcileConfig
+from jets_deploy_iam.exceptions import GroupConflictError, IamApplyError
+from jets_deploy_iam.iam.applier import ApplyResult, OnApplied, apply_plan
+from jets_deploy_iam.iam.preflight import preflight
+from jets_deploy_iam.iam.reader import find_group, read_group
+from jets_deploy_iam.plan import Plan, plan_delete, plan_reconcile
+from jets_deploy_iam.spec import DeclaredGroup, is_group_name
+from jets_deploy_iam.state import ActualGroup
+
+if TYPE_CHECKING:
+    from mypy_boto3_iam import IAMClient
+
+#: How many times a Delete re-reads and retries when someone adds to the group meanwhile.
+DELETE_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class GroupInfo:
+    """What CloudFormation gets back through Fn::GetAtt."""
+
+    group_name: str
+    arn: str
+    group_id: str
+    policy_name: str
+
+    def as_data(self) -> dict[str, str]:
+        return {
+            "GroupName": self.group_name,
+            "Arn": self.arn,
+            "GroupId": self.group_id,
+            "PolicyName": self.policy_name,
+        }
+
+
+@dataclass(frozen=True)
+class Outcome:
+    plan: Plan
+    applied: int
+    info: GroupInfo
+
+
+class Reconciler:
+    """One request's worth of work against one IAM client."""
+
+    def __init__(
+        self,
+        client: IAMClient,
+        config: ReconcileConfig | None = None,
+        deadline: Deadline | None = None,
+        on_applied: OnApplied | None = None,
+        on_plan: Callable[[Plan], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.config = config or ReconcileConfig()
+        self.deadline = deadline or Deadline.never()
+        self.on_applied = on_applied
+        self.on_plan = on_plan or (lambda _plan: None)
+
+    def _read(self, name: str) -> ActualGroup | None:
+        self.deadline.check(f"reading group {name}")
+        return read_group(self.client, name, self.config.page_size)
+
+    def _execute(self, plan: Plan, actual: ActualGroup | None) -> ApplyResult:
+        self.on_plan(plan)
+        if plan:
+            self.deadline.check("the pre-flight checks")
+            preflight(self.client, plan, actual, self.config.page_size)
+        return apply_plan(self.client, plan, self.config, self.deadline, self.on_applied)
+
+    def create(self, declared: DeclaredGroup) -> Outcome:
+        """Create the group, or take over an existing one only if adoption was asked for."""
+        actual = self._read(declared.group_name)
+        if actual is not None and not declared.adopt_existing_group:
+            raise GroupConflictError(
+                f"GroupName {declared.group_name}: the group already exists; set "
+                "AdoptExistingGroup true to take it over, or choose another GroupName"
+            )
+        return self._converge(declared, actual, previous=None)
+
+    def update(
+        self, declared: DeclaredGroup, previous: DeclaredGroup | None, physical_id: str
+    ) -> Outcome:
+        """Converge the group found by physical id (or, after a failed rename, by old names)."""
+        candidates = [physical_id]
+        if previous is not None:
+            candidates.append(previous.group_name)
+        if declared.adopt_existing_group or declared.group_name == physical_id:
+            candidates.append(declared.group_name)
+        valid = [n for n in candidates if is_group_name(n)]
+        self.deadline.check("reading the group")
+        actual = find_group(self.client, valid, self.config.page_size)
+        return self._converge(declared, actual, previous)
+
+    def _converge(
+        self, declared: DeclaredGroup, actual: ActualGroup | None, previous: DeclaredGroup | None
+    ) -> Outcome:
+        plan = plan_reconcile(declared, actual, previous)
+        result = self._execute(plan, actual)
+        return Outcome(plan, len(result.applied), self._info(declared, actual, result))
+
+    def _info(
+        self, declared: DeclaredGroup, actual: ActualGroup | None, result: ApplyResult
+    ) -> GroupInfo:
+        group_id = str(result.created.get("GroupId") or (actual.group_id if actual else ""))
+        source_arn = str(result.created.get("Arn") or (actual.arn if actual else ""))
+        # arn:<partition>:iam::<account>:group<path><name>, rebuilt for a rename or a move.
+        prefix = source_arn.split(":group/", 1)[0] if ":group/" in source_arn else ""
+        arn = f"{prefix}:group{declared.path}{declared.group_name}" if prefix else source_arn
+        return GroupInfo(declared.group_name, arn, group_id, declared.policy_name)
+
+    def delete(self, physical_id: str) -> Plan:
+        """Empty and delete exactly the group named by the physical id; missing is success."""
+        if not is_group_name(physical_id):
+            return Plan()  # a failed Create's placeholder id: it never owned a group
+        last_error: IamApplyError | None = None
+        for _attempt in range(DELETE_ATTEMPTS):
+            actual = self._read(physical_id)
+            plan = plan_delete(actual)
+            try:
+                apply_plan(self.client, plan, self.config, self.deadline, self.on_applied)
+            except IamApplyError as error:
+                if error.code != "DeleteConflict":
+                    raise
+                last_error = error  # something joined the group meanwhile: read again
+                continue
+            return plan
+        assert last_error is not None
+        raise last_error
+

@@ -1,0 +1,71 @@
+"""Shared fixtures: moto's IAM with the strict layer, and a client built the way the Lambda does."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+from botocore.retries import standard
+from moto import mock_aws
+
+from jets_deploy_iam.config import ReconcileConfig
+from jets_deploy_iam.iam.client import make_iam_client
+from strict_iam import StrictIam
+
+if TYPE_CHECKING:
+    from mypy_boto3_iam import IAMClient
+
+os.environ.update(
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_SESSION_TOKEN="testing",
+    AWS_DEFAULT_REGION="us-east-1",
+    AWS_REGION="us-east-1",
+)
+for _var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_IAM"):
+    os.environ.pop(_var, None)
+
+
+class NoSleep:
+    """Stands in for time.sleep: records the backoff instead of waiting it out."""
+
+    def __init__(self) -> None:
+        self.slept: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.slept.append(seconds)
+
+
+@pytest.fixture(autouse=True)
+def _no_botocore_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore's own retry backoff would make throttling tests slow; the retries still happen."""
+    monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount", lambda self, ctx: 0)
+
+
+@pytest.fixture
+def sleeper() -> NoSleep:
+    return NoSleep()
+
+
+@pytest.fixture
+def config(sleeper: NoSleep) -> ReconcileConfig:
+    return ReconcileConfig(sleep=sleeper, consistency_timeout=10.0)
+
+
+@pytest.fixture
+def strict() -> Iterator[StrictIam]:
+    layer = StrictIam()
+    with mock_aws(), layer.installed():
+        yield layer
+
+
+@pytest.fixture
+def iam(strict: StrictIam, config: ReconcileConfig) -> IAMClient:
+    return make_iam_client(config)
+
+
+def seed_users(client: IAMClient, *names: str) -> None:
+    for name in names:
+        client.create_user(UserName=name)

@@ -1,0 +1,232 @@
+"""A stricter IAM on top of moto, for the rules moto does not model.
+
+moto lets you delete a non-empty group, returns every member in one GetGroup page, and knows no
+quotas. Real IAM does none of that, so the tests patch moto's IAM request handlers (which serve
+in-process mocks and in-process servers alike) to add:
+
+* DeleteGroup on a non-empty group -> DeleteConflict;
+* GetGroup paging: 100 members a page unless MaxItems says otherwise, with Marker/IsTruncated;
+* AddUserToGroup for a user already in 10 groups -> LimitExceeded;
+* the 11th managed policy attached to a group -> LimitExceeded;
+* group inline policies over 5,120 characters (whitespace not counted) -> LimitExceeded;
+* injectable faults (any error code, e.g. Throttling or ServiceFailure) on any action, and
+  NoSuchEntity for the first N calls naming a just-created group (eventual consistency);
+* a log of every request that reached IAM, retries included, to count reads and writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from moto.core.exceptions import ServiceException
+from moto.iam import exceptions as iam_errors
+from moto.iam.responses import IamResponse
+
+WRITE_ACTIONS = frozenset(
+    {
+        "CreateGroup",
+        "UpdateGroup",
+        "DeleteGroup",
+        "PutGroupPolicy",
+        "DeleteGroupPolicy",
+        "AttachGroupPolicy",
+        "DetachGroupPolicy",
+        "AddUserToGroup",
+        "RemoveUserFromGroup",
+    }
+)
+GROUP_ACTIONS = WRITE_ACTIONS | {
+    "GetGroup",
+    "ListGroupPolicies",
+    "GetGroupPolicy",
+    "ListAttachedGroupPolicies",
+}
+DEFAULT_PAGE = 100
+_WS = re.compile(r"\s")
+
+
+class InjectedError(ServiceException):
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(code, message)
+
+
+@dataclass
+class Fault:
+    action: str
+    code: str
+    skip: int = 0
+    times: int = 1
+    message: str = "injected by the test's strict IAM layer"
+
+
+@dataclass(frozen=True)
+class Call:
+    action: str
+    group: str | None
+    params: dict[str, Any]
+
+
+class StrictIam:
+    """Install with ``installed()``; every IAM request is then checked and recorded."""
+
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self.faults: list[Fault] = []
+        self.settle_after_create = 0  # NoSuchEntity answers owed per freshly created group
+        self._unsettled: dict[str, int] = {}
+        self.latency = 0.0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
+
+    # -- what tests use ------------------------------------------------------------------
+    def inject(self, action: str, code: str, *, skip: int = 0, times: int = 1) -> Fault:
+        fault = Fault(action, code, skip=skip, times=times)
+        self.faults.append(fault)
+        return fault
+
+    def reset(self) -> None:
+        with self._lock:
+            self.calls.clear()
+            self.max_in_flight = 0
+
+    def actions(self) -> list[str]:
+        return [c.action for c in self.calls]
+
+    @property
+    def writes(self) -> list[Call]:
+        return [c for c in self.calls if c.action in WRITE_ACTIONS]
+
+    @property
+    def reads(self) -> list[Call]:
+        return [c for c in self.calls if c.action not in WRITE_ACTIONS]
+
+    # -- the layer ---------------------------------------------------------------------
+    def _before(self, response: IamResponse, action: str) -> None:
+        params = {k: v for k, v in response.querystring.items() if k != "Action"}
+        flat = {k: v[0] if isinstance(v, list) and len(v) == 1 else v for k, v in params.items()}
+        group = flat.get("GroupName")
+        with self._lock:
+            self.calls.append(Call(action, group, flat))
+            for fault in self.faults:
+                if fault.action != action or fault.times <= 0:
+                    continue
+                if fault.skip > 0:
+                    fault.skip -= 1
+                    continue
+                fault.times -= 1
+                raise InjectedError(fault.code, fault.message)
+            if group and action in GROUP_ACTIONS and action != "CreateGroup":
+                owed = self._unsettled.get(group.lower(), 0)
+                if owed > 0:
+                    self._unsettled[group.lower()] = owed - 1
+                    raise iam_errors.NotFoundException(f"The group with name {group} cannot be found.")
+
+    def _rules(self, response: IamResponse, action: str) -> None:
+        backend = response.backend
+        get = response._get_param
+        if action == "DeleteGroup":
+            group = backend.groups.get(get("GroupName"))
+            if group is not None and (group.users or group.policies or group.managed_policies):
+                raise iam_errors.DeleteConflictException(
+                    "Cannot delete entity, must remove users from group first."
+                )
+        elif action == "AddUserToGroup":
+            user = backend.users.get(get("UserName"))
+            group = backend.groups.get(get("GroupName"))
+            if user is not None and group is not None and user not in group.users:
+                count = sum(1 for g in backend.groups.values() if user in g.users)
+                if count >= 10:
+                    raise iam_errors.LimitExceededException(
+                        "Cannot exceed quota for GroupsPerUser: 10"
+                    )
+        elif action == "AttachGroupPolicy":
+            group = backend.groups.get(get("GroupName"))
+            arn = get("PolicyArn")
+            if group is not None and arn not in group.managed_policies:
+                if len(group.managed_policies) >= 10:
+                    raise iam_errors.LimitExceededException(
+                        "Cannot exceed quota for PoliciesPerGroup: 10"
+                    )
+        elif action == "PutGroupPolicy":
+            group = backend.groups.get(get("GroupName"))
+            if group is not None:
+                docs = dict(group.policies)
+                docs[get("PolicyName")] = get("PolicyDocument")
+                total = sum(len(_WS.sub("", d)) for d in docs.values())
+                if total > 5120:
+                    raise iam_errors.LimitExceededException(
+                        "Maximum policy size of 5120 bytes exceeded for group"
+                    )
+
+    def _wrap(self, action: str, method: Callable[..., Any]) -> Callable[..., Any]:
+        layer = self
+
+        @functools.wraps(method)
+        def wrapper(response: IamResponse) -> Any:
+            with layer._lock:
+                layer.in_flight += 1
+                layer.max_in_flight = max(layer.max_in_flight, layer.in_flight)
+            try:
+                if layer.latency:
+                    time.sleep(layer.latency)
+                layer._before(response, action)
+                layer._rules(response, action)
+                if action == "GetGroup":
+                    return layer._paged_get_group(response)
+                result = method(response)
+                if action == "CreateGroup" and layer.settle_after_create:
+                    with layer._lock:
+                        name = response._get_param("GroupName").lower()
+                        layer._unsettled[name] = layer.settle_after_create
+                return result
+            finally:
+                with layer._lock:
+                    layer.in_flight -= 1
+
+        return wrapper
+
+    @staticmethod
+    def _paged_get_group(response: IamResponse) -> Any:
+        from moto.core.responses import ActionResult
+
+        group = response.backend.get_group(response._get_param("GroupName"))
+        page = int(response._get_param("MaxItems") or DEFAULT_PAGE)
+        start = int(response._get_param("Marker") or 0)
+        users = group.users[start : start + page]
+        result: dict[str, Any] = {"Group": group, "Users": users}
+        if start + page < len(group.users):
+            result.update(IsTruncated=True, Marker=str(start + page))
+        else:
+            result["IsTruncated"] = False
+        return ActionResult(result)
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[StrictIam]:
+        from moto.core.utils import camelcase_to_underscores
+
+        actions = {
+            "CreateGroup", "GetGroup", "UpdateGroup", "DeleteGroup", "PutGroupPolicy",
+            "GetGroupPolicy", "ListGroupPolicies", "DeleteGroupPolicy", "AttachGroupPolicy",
+            "DetachGroupPolicy", "ListAttachedGroupPolicies", "AddUserToGroup",
+            "RemoveUserFromGroup", "GetAccountAuthorizationDetails", "GetPolicy", "GetUser",
+            "ListGroupsForUser", "ListUsers", "CreateUser",
+        }  # fmt: skip
+        originals = {}
+        for action in actions:
+            attr = camelcase_to_underscores(action)
+            originals[attr] = getattr(IamResponse, attr)
+            setattr(IamResponse, attr, self._wrap(action, originals[attr]))
+        try:
+            yield self
+        finally:
+            for attr, method in originals.items():
+                setattr(IamResponse, attr, method)
