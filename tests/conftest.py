@@ -41,7 +41,7 @@ class NoSleep:
 @pytest.fixture(autouse=True)
 def _no_botocore_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     """botocore's own retry backoff would make throttling tests slow; the retries still happen."""
-    monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount", lambda self, ctx: 0)
+    monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount", lambda _self, _ctx: 0)
 
 
 @pytest.fixture

@@ -83,6 +83,7 @@ class StrictIam:
         self.settle_after_create = 0  # NoSuchEntity answers owed per freshly created group
         self._unsettled: dict[str, int] = {}
         self.latency = 0.0
+        self.page_cap: int | None = None  # return at most this many members per page
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
@@ -128,7 +129,9 @@ class StrictIam:
                 owed = self._unsettled.get(group.lower(), 0)
                 if owed > 0:
                     self._unsettled[group.lower()] = owed - 1
-                    raise iam_errors.NotFoundException(f"The group with name {group} cannot be found.")
+                    raise iam_errors.NotFoundException(
+                        f"The group with name {group} cannot be found."
+                    )
 
     def _rules(self, response: IamResponse, action: str) -> None:
         backend = response.backend
@@ -151,11 +154,11 @@ class StrictIam:
         elif action == "AttachGroupPolicy":
             group = backend.groups.get(get("GroupName"))
             arn = get("PolicyArn")
-            if group is not None and arn not in group.managed_policies:
-                if len(group.managed_policies) >= 10:
-                    raise iam_errors.LimitExceededException(
-                        "Cannot exceed quota for PoliciesPerGroup: 10"
-                    )
+            full = group is not None and len(group.managed_policies) >= 10
+            if full and arn not in group.managed_policies:
+                raise iam_errors.LimitExceededException(
+                    "Cannot exceed quota for PoliciesPerGroup: 10"
+                )
         elif action == "PutGroupPolicy":
             group = backend.groups.get(get("GroupName"))
             if group is not None:
@@ -194,12 +197,13 @@ class StrictIam:
 
         return wrapper
 
-    @staticmethod
-    def _paged_get_group(response: IamResponse) -> Any:
+    def _paged_get_group(self, response: IamResponse) -> Any:
         from moto.core.responses import ActionResult
 
         group = response.backend.get_group(response._get_param("GroupName"))
         page = int(response._get_param("MaxItems") or DEFAULT_PAGE)
+        if self.page_cap:
+            page = min(page, self.page_cap)
         start = int(response._get_param("Marker") or 0)
         users = group.users[start : start + page]
         result: dict[str, Any] = {"Group": group, "Users": users}

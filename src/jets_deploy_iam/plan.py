@@ -196,7 +196,9 @@ def plan_reconcile(
 
     owned_arns = set(previous.managed_policy_arns) if previous else set()
     wanted_arns = set(declared.managed_policy_arns)
-    for arn in sorted(_removable(set(actual.managed_policy_arns), wanted_arns, owned_arns, declared)):
+    for arn in sorted(
+        _removable(set(actual.managed_policy_arns), wanted_arns, owned_arns, declared)
+    ):
         changes.append(DetachPolicy(name, arn))
     changes.extend(
         AttachPolicy(name, arn)

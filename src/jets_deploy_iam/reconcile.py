@@ -10,7 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-
 from jets_deploy_iam.config import Deadline, ReconcileConfig
 from jets_deploy_iam.exceptions import GroupConflictError, IamApplyError
 from jets_deploy_iam.iam.applier import ApplyResult, OnApplied, apply_plan
@@ -139,4 +138,3 @@ class Reconciler:
             return plan
         assert last_error is not None
         raise last_error
-

@@ -265,7 +265,9 @@ def _document(
         if prefix:
             c.fail("ResourcePrefix applies only to PolicyProfile scoped: remove it or use scoped")
         if not services and not actions:
-            c.fail("Services is empty and there are no AdditionalActions: the policy would be empty")
+            c.fail(
+                "Services is empty and there are no AdditionalActions: the policy would be empty"
+            )
         document = policy.baseline_document(services, actions)
     size = policy.counted_size(policy.render(document)) if document else 0
     if size > policy.MAX_GROUP_INLINE_POLICY_CHARS:

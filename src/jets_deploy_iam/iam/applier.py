@@ -43,7 +43,7 @@ _FIXES = {
     "LimitExceeded": "an IAM quota is full (10 groups per user, 10 policies per group)",
     "DeleteConflict": "the group is not empty: something was added while deleting; retry",
     "MalformedPolicyDocument": "IAM rejected the policy: check AdditionalActions",
-    "PolicyNotAttachable": "this policy cannot be attached to groups (deprecated or service-linked)",
+    "PolicyNotAttachable": "this policy cannot be attached to groups (deprecated?)",
     "EntityAlreadyExists": "the name is taken (IAM compares names case-insensitively)",
     "Throttling": "IAM kept throttling after retries; deploy again later",
 }
@@ -70,9 +70,7 @@ def _call(client: IAMClient, change: Change) -> dict[str, Any]:
                 kwargs["NewPath"] = new_path
             client.update_group(GroupName=g, **kwargs)
         case PutPolicy(policy_name=name, document=doc):
-            client.put_group_policy(
-                GroupName=g, PolicyName=name, PolicyDocument=policy.render(doc)
-            )
+            client.put_group_policy(GroupName=g, PolicyName=name, PolicyDocument=policy.render(doc))
         case DeletePolicy(policy_name=name):
             client.delete_group_policy(GroupName=g, PolicyName=name)
         case AttachPolicy(arn=arn):

@@ -26,7 +26,7 @@ def make_iam_client(
     """
     config = config or ReconcileConfig()
     botocore_config = Config(
-        retries={"mode": "standard", "max_attempts": config.max_attempts},
+        retries={"mode": "standard", "total_max_attempts": config.max_attempts},
         max_pool_connections=max(10, config.max_in_flight * 2),
         connect_timeout=5,
         read_timeout=15,

@@ -73,7 +73,9 @@ def _attached(client: IAMClient, name: str, page_size: int) -> Iterable[str]:
             yield attached["PolicyArn"]
 
 
-def find_group(client: IAMClient, names: Iterable[str], page_size: int = 1000) -> ActualGroup | None:
+def find_group(
+    client: IAMClient, names: Iterable[str], page_size: int = 1000
+) -> ActualGroup | None:
     """The first of ``names`` that exists (used to find a group after a failed rename)."""
     seen: set[str] = set()
     for name in names:

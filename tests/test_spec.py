@@ -1,0 +1,232 @@
+"""Every validation rule of the resource contract, one test each, asserting the message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from jets_deploy_iam import policy
+from jets_deploy_iam.exceptions import InvalidPropertiesError
+from jets_deploy_iam.spec import Environment, is_group_name, parse_previous, parse_properties
+
+ENV = Environment(partition="aws", account_id="111122223333")
+TOKEN = {"ServiceToken": "arn:aws:lambda:us-east-1:111122223333:function:jets-deploy-iam"}
+
+
+def parse(**props: Any) -> Any:
+    return parse_properties({**TOKEN, **props}, ENV)
+
+
+def problems(**props: Any) -> str:
+    with pytest.raises(InvalidPropertiesError) as caught:
+        parse(**props)
+    return str(caught.value)
+
+
+def test_defaults_match_the_jets_documentation() -> None:
+    spec = parse()
+    assert spec.group_name == "Jets"
+    assert spec.path == "/"
+    assert spec.policy_name == "JetsPolicy"
+    assert spec.users == ()
+    assert spec.managed_policy_arns == ()
+    assert spec.exclusive is True
+    assert spec.adopt_existing_group is False
+    assert spec.policy_document == {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": [f"{s}:*" for s in policy.BASELINE_SERVICES],
+                "Resource": ["*"],
+            }
+        ],
+    }
+
+
+def test_comma_separated_lists_are_trimmed_deduplicated_and_keep_order() -> None:
+    spec = parse(Users=" bob, alice ,,bob, carol ")
+    assert spec.users == ("bob", "alice", "carol")
+
+
+def test_yaml_lists_are_accepted() -> None:
+    assert parse(Users=["alice", " bob "]).users == ("alice", "bob")
+
+
+def test_empty_string_means_no_users() -> None:
+    assert parse(Users="").users == ()
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("TRUE", True), ("False", False), (True, True)])
+def test_booleans_in_any_case_or_real(raw: Any, expected: bool) -> None:
+    assert parse(Exclusive=raw).exclusive is expected
+
+
+def test_bad_boolean_names_property_and_value() -> None:
+    assert "Exclusive must be true or false, got 'yes'" in problems(Exclusive="yes")
+
+
+def test_unknown_property_is_named() -> None:
+    message = problems(GroupNmae="Ops")
+    assert "unknown property 'GroupNmae'" in message
+    assert "spelling" in message
+
+
+def test_service_timeout_is_accepted_and_ignored() -> None:
+    assert parse(ServiceTimeout="300").group_name == "Jets"
+
+
+@pytest.mark.parametrize("name", ["", "has space", "x" * 129, "emoji\u2603"])
+def test_invalid_group_name(name: str) -> None:
+    assert "GroupName" in problems(GroupName=name)
+
+
+def test_group_name_128_chars_is_fine() -> None:
+    assert parse(GroupName="a" * 128).group_name == "a" * 128
+
+
+def test_group_name_must_be_a_string() -> None:
+    assert "GroupName must be a string, got ['a']" in problems(GroupName=["a"])
+
+
+@pytest.mark.parametrize("path", ["/ops/", "/a/b/c/"])
+def test_valid_paths(path: str) -> None:
+    assert parse(GroupPath=path).path == path
+
+
+@pytest.mark.parametrize("path", ["ops", "/ops", "/o ps/", "/" + "a" * 511 + "/"])
+def test_invalid_paths(path: str) -> None:
+    assert "GroupPath" in problems(GroupPath=path)
+
+
+def test_invalid_policy_name() -> None:
+    assert "PolicyName 'bad name'" in problems(PolicyName="bad name")
+
+
+def test_unknown_profile() -> None:
+    assert "PolicyProfile 'admin' is invalid: use baseline or scoped" in problems(
+        PolicyProfile="admin"
+    )
+
+
+def test_scoped_requires_resource_prefix() -> None:
+    assert "ResourcePrefix '' is invalid" in problems(PolicyProfile="scoped")
+
+
+def test_scoped_rejects_uppercase_prefix() -> None:
+    assert "ResourcePrefix 'MyApp'" in problems(PolicyProfile="scoped", ResourcePrefix="MyApp")
+
+
+def test_prefix_with_baseline_is_a_mistake() -> None:
+    assert "ResourcePrefix applies only to PolicyProfile scoped" in problems(ResourcePrefix="demo")
+
+
+def test_services_with_scoped_is_a_mistake() -> None:
+    message = problems(PolicyProfile="scoped", ResourcePrefix="demo", Services="s3")
+    assert "Services applies only to PolicyProfile baseline" in message
+
+
+def test_bad_service_prefix() -> None:
+    assert "Services entry 'S3!'" in problems(Services="S3!,lambda")
+
+
+def test_empty_policy_is_refused() -> None:
+    assert "the policy would be empty" in problems(Services="")
+
+
+def test_additional_actions_get_their_own_statement() -> None:
+    spec = parse(Services="s3", AdditionalActions="sqs:Send*,sns:Publish")
+    assert spec.policy_document["Statement"][1] == {
+        "Effect": "Allow",
+        "Action": ["sqs:Send*", "sns:Publish"],
+        "Resource": ["*"],
+    }
+
+
+@pytest.mark.parametrize("action", ["sqs", "sqs:*:x", ":Get", "sqs:Get Object", "*"])
+def test_bad_additional_action(action: str) -> None:
+    assert f"AdditionalActions entry {action!r}" in problems(AdditionalActions=action)
+
+
+def test_bad_user_name() -> None:
+    assert "Users entry 'bad user'" in problems(Users="alice,bad user")
+
+
+def test_user_name_longer_than_64() -> None:
+    assert "is not a valid IAM user name" in problems(Users="u" * 65)
+
+
+def test_bad_policy_arn() -> None:
+    assert "ManagedPolicyArns entry 'AdministratorAccess'" in problems(
+        ManagedPolicyArns="AdministratorAccess"
+    )
+
+
+def test_deprecated_config_role_names_its_successor() -> None:
+    message = problems(ManagedPolicyArns="arn:aws:iam::aws:policy/service-role/AWSConfigRole")
+    assert "deprecated" in message
+    assert "use arn:aws:iam::aws:policy/service-role/AWS_ConfigRole" in message
+
+
+def test_policy_arn_of_another_partition() -> None:
+    message = problems(ManagedPolicyArns="arn:aws-cn:iam::aws:policy/ReadOnlyAccess")
+    assert "partition aws-cn" in message
+
+
+def test_more_than_ten_policies() -> None:
+    arns = ",".join(f"arn:aws:iam::111122223333:policy/p{i}" for i in range(11))
+    assert "lists 11 policies: IAM attaches at most 10" in problems(ManagedPolicyArns=arns)
+
+
+def test_ten_policies_are_fine() -> None:
+    arns = [f"arn:aws:iam::111122223333:policy/p{i}" for i in range(10)]
+    assert len(parse(ManagedPolicyArns=arns).managed_policy_arns) == 10
+
+
+def test_policy_over_5120_characters() -> None:
+    actions = ",".join(f"service{i:03d}:ActionNumber{i:04d}" for i in range(200))
+    assert "the inline policy would be" in problems(AdditionalActions=actions)
+
+
+def test_all_problems_are_reported_together() -> None:
+    with pytest.raises(InvalidPropertiesError) as caught:
+        parse(GroupName="bad name", Users="ok,bad user", Exclusive="maybe")
+    assert len(caught.value.problems) == 3
+
+
+def test_properties_must_be_an_object() -> None:
+    with pytest.raises(InvalidPropertiesError, match="must be an object"):
+        parse_properties(["GroupName"], ENV)  # type: ignore[arg-type]
+
+
+def test_scoped_policy_uses_partition_and_account() -> None:
+    env = Environment(partition="aws-us-gov", account_id="444455556666")
+    spec = parse_properties({"PolicyProfile": "scoped", "ResourcePrefix": "shop"}, env)
+    text = spec.policy_json
+    assert "arn:aws-us-gov:cloudformation:*:444455556666:stack/shop-*" in text
+    assert "arn:aws-us-gov:iam::444455556666:role/shop-*" in text
+    assert "arn:aws:" not in text
+    actions = policy.actions_of(spec.policy_document)
+    assert "iam:*" not in actions
+    assert "*" not in actions
+    assert not any(a.startswith("iam:") and "*" in a for a in actions)
+
+
+def test_environment_from_function_arn() -> None:
+    env = Environment.from_function_arn("arn:aws-cn:lambda:cn-north-1:999988887777:function:f")
+    assert env == Environment("aws-cn", "999988887777")
+
+
+def test_previous_properties_that_were_invalid_count_as_none() -> None:
+    assert parse_previous({"GroupName": "bad name"}, ENV) is None
+    assert parse_previous(None, ENV) is None
+    previous = parse_previous({"GroupName": "Ops"}, ENV)
+    assert previous is not None
+    assert previous.group_name == "Ops"
+
+
+def test_placeholder_ids_are_not_group_names() -> None:
+    assert is_group_name("Jets")
+    assert not is_group_name("failed-create:abc")
+    assert not is_group_name("")
