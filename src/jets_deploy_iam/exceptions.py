@@ -45,3 +45,7 @@ class IamApplyError(JetsDeployIamError):
 
 class DeadlineExceededError(JetsDeployIamError):
     """Too little Lambda time is left to start another IAM call safely."""
+
+
+class ResponseTooLargeError(JetsDeployIamError):
+    """CloudFormation rejects response bodies over 4,096 bytes; crhelper does not check."""
