@@ -83,7 +83,11 @@ class StrictIam:
         self.settle_after_create = 0  # NoSuchEntity answers owed per freshly created group
         self._unsettled: dict[str, int] = {}
         self.latency = 0.0
-        self.page_cap: int | None = None  # return at most this many members per page
+        self.page_cap: int | None = None
+        self._fail_write_at = 0
+        self._fail_write_code = "ServiceFailure"
+        self._fail_write_attempts = 0
+        self._doomed: dict[tuple[str, str], int] = {}  # return at most this many members per page
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
@@ -93,6 +97,16 @@ class StrictIam:
         fault = Fault(action, code, skip=skip, times=times)
         self.faults.append(fault)
         return fault
+
+    def fail_write(self, position: int, code: str = "ServiceFailure", attempts: int = 100) -> None:
+        """Fail the ``position``-th write from now on (1-based) and its next ``attempts`` retries.
+
+        botocore retries ServiceFailure and Throttling, so a fault that should reach the caller
+        must outlast the retries: it sticks to that exact request.
+        """
+        self._fail_write_at = len(self.writes) + position
+        self._fail_write_code = code
+        self._fail_write_attempts = attempts
 
     def reset(self) -> None:
         with self._lock:
@@ -117,6 +131,13 @@ class StrictIam:
         group = flat.get("GroupName")
         with self._lock:
             self.calls.append(Call(action, group, flat))
+            signature = (action, repr(sorted(flat.items())))
+            if action in WRITE_ACTIONS and len(self.writes) == self._fail_write_at:
+                self._fail_write_at = 0
+                self._doomed[signature] = self._fail_write_attempts
+            if self._doomed.get(signature, 0) > 0:
+                self._doomed[signature] -= 1
+                raise InjectedError(self._fail_write_code, f"injected failure of {action}")
             for fault in self.faults:
                 if fault.action != action or fault.times <= 0:
                     continue

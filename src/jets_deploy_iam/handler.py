@@ -58,15 +58,20 @@ class _RedactPresignedUrls(logging.Filter):
         return True
 
 
-def _route_crhelper_logs() -> None:
-    """crhelper logs through Powertools, never below INFO (its DEBUG lines print the event)."""
+def _configure_logging() -> None:
+    """One JSON line per record: crhelper logs through Powertools, never below INFO (its DEBUG
+    lines print the whole event), nothing also goes to the runtime's root handler."""
+    logging.getLogger(logger.name).propagate = False
     level = max(logging.INFO, int(logger.log_level))
     copy_config_to_registered_loggers(source_logger=logger, include={"crhelper"}, log_level=level)
+    redact = _RedactPresignedUrls()
     for handler in logger.handlers:
-        handler.addFilter(_RedactPresignedUrls())
+        handler.addFilter(redact)
+    for name in ("crhelper.resource_helper", "crhelper.utils"):
+        logging.getLogger(name).addFilter(redact)
 
 
-_route_crhelper_logs()
+_configure_logging()
 
 
 @functools.cache
@@ -140,7 +145,7 @@ def _reason(error: BaseException) -> str:
     return text[: MAX_REASON - 5].rstrip() + " (…)"
 
 
-class RequestFailed(Exception):
+class RequestFailedError(Exception):
     """What crhelper sees: its message becomes the FAILED Reason verbatim."""
 
 
@@ -161,7 +166,7 @@ def _handle(
         request.summary(
             "FAILED", str(helper.PhysicalResourceId or event.get("PhysicalResourceId")), reason
         )
-        raise RequestFailed(reason) from error
+        raise RequestFailedError(reason) from error
     request.summary("SUCCESS", physical_id)
     return physical_id
 

@@ -81,7 +81,7 @@ class ResponseReceiver:
                 self.send_header("content-length", "0")
                 self.end_headers()
 
-            def log_message(self, format: str, *args: Any) -> None:
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: ARG002
                 return  # the URL carries the fake signature: never print it
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
