@@ -1,0 +1,144 @@
+"""End to end with real processes: a moto server, the handler in its own Python process per
+request (as the Lambda runtime runs it) and a local HTTPS receiver for the presigned URL.
+
+Every fixture in events/ is sent in lifecycle order; responses and the final IAM state are
+asserted, and the handler's whole output (at DEBUG) is checked for the URL's signature.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from jets_deploy_iam.local.receiver import SIGNATURE, ResponseReceiver
+
+EVENTS = Path(__file__).resolve().parent.parent / "events"
+pytestmark = pytest.mark.e2e
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def moto_server() -> Iterator[str]:
+    port = _free_port()
+    env = {**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        server.kill()
+        pytest.fail("moto server did not start")
+    try:
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def run_handler(
+    event: dict[str, Any], receiver: ResponseReceiver, endpoint: str, tmp: Path
+) -> tuple[dict[str, Any], str]:
+    """One Lambda invocation in a fresh interpreter; returns (response, everything it printed)."""
+    request = {**event, "ResponseURL": receiver.url(event["RequestId"])}
+    path = tmp / f"{event['RequestId']}.json"
+    path.write_text(json.dumps(request))
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL_IAM": endpoint,
+        "SSL_CERT_FILE": str(receiver.cafile),
+        "POWERTOOLS_LOG_LEVEL": "DEBUG",
+        "POWERTOOLS_SERVICE_NAME": "jets-deploy-iam",
+        "AWS_LAMBDA_FUNCTION_NAME": "jets-deploy-iam",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "jets_deploy_iam.local.runtime", str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    response = receiver.take(timeout=10)
+    assert response["_path"].endswith(event["RequestId"])
+    return response, done.stdout + done.stderr
+
+
+def load(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    return data
+
+
+def test_every_fixture_in_lifecycle_order(moto_server: str, tmp_path: Path) -> None:
+    iam = boto3.client("iam", endpoint_url=moto_server, region_name="us-east-1")
+    for user in ("alice", "bob", "carol"):
+        iam.create_user(UserName=user)
+    output = ""
+    with ResponseReceiver(tmp_path) as receiver:
+
+        def send(event: dict[str, Any]) -> dict[str, Any]:
+            nonlocal output
+            response, printed = run_handler(event, receiver, moto_server, tmp_path)
+            output += printed
+            return response
+
+        invalid = send(load("create-invalid.json"))
+        assert invalid["Status"] == "FAILED"
+        assert "GroupName 'Jets Deployers'" in invalid["Reason"]
+        assert iam.list_groups()["Groups"] == []
+
+        created = send(load("create.json"))
+        assert created["Status"] == "SUCCESS", created["Reason"]
+        assert created["PhysicalResourceId"] == "Jets"
+        group_id = created["Data"]["GroupId"]
+
+        updated = send(load("update-users.json"))
+        assert updated["Status"] == "SUCCESS", updated["Reason"]
+        members = {u["UserName"] for u in iam.get_group(GroupName="Jets")["Users"]}
+        assert members == {"alice", "carol"}
+
+        renamed = send(load("update-rename.json"))
+        assert renamed["Status"] == "SUCCESS", renamed["Reason"]
+        assert renamed["PhysicalResourceId"] == "JetsDeployers"
+        assert renamed["Data"]["GroupId"] == group_id
+
+        # CloudFormation then deletes the old physical id: a harmless no-op.
+        cleanup = {**load("delete.json"), "PhysicalResourceId": "Jets", "RequestId": "cleanup-1"}
+        assert send(cleanup)["Status"] == "SUCCESS"
+        attached = iam.list_attached_group_policies(GroupName="JetsDeployers")["AttachedPolicies"]
+        assert [p["PolicyName"] for p in attached] == ["AWS_ConfigRole"]
+
+        deleted = send(load("delete.json"))
+        assert deleted["Status"] == "SUCCESS", deleted["Reason"]
+
+    assert iam.list_groups()["Groups"] == []
+    assert {u["UserName"] for u in iam.list_users()["Users"]} == {"alice", "bob", "carol"}
+    assert "request finished" in output
+    assert '"name":"crhelper.utils"' in output  # crhelper's lines go through Powertools
+    assert "CFN response URL" not in output  # and never below INFO, even at DEBUG
+    assert SIGNATURE not in output
