@@ -1,10 +1,21 @@
-# Every target sets up what it needs: a fresh machine with Python 3.11+ and make is enough.
+# Every target sets up what it needs: a fresh machine with Python 3.11+ and make is enough
+# (plus, for the SAM checks, the CPython 3.13 that pyenv provides on these machines).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo bench clean
+# The SAM CLI lives in its own venv so its pins never fight the project's.
+SAM_VERSION := 1.170.0
+SAM_VENV := .venv-sam
+# A stand-in for the Lambda python3.13 runtime: boto3 and nothing else.
+RUNTIME_VENV := .venv-runtime
+BOTO3_VERSION := 1.44.8
+PYENV_DIR := $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)
+PY313 := $(or $(lastword $(wildcard $(PYENV_DIR)/versions/3.13*/bin/python3.13)),$(shell command -v python3.13))
+SAM := SAM_CLI_TELEMETRY=0 PATH="$(dir $(PY313)):$$PATH" $(SAM_VENV)/bin/sam
+
+.PHONY: test lint typecheck cfn-lint sam unit demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +25,17 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+$(SAM_VENV)/.installed:
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet aws-sam-cli==$(SAM_VERSION)
+	touch $@
+
+$(RUNTIME_VENV)/.installed:
+	@test -x "$(PY313)" || { echo "python3.13 not found (sam build and the artifact test need it; pyenv install 3.13)"; exit 1; }
+	$(PY313) -m venv $(RUNTIME_VENV)
+	$(RUNTIME_VENV)/bin/python -m pip install --quiet boto3==$(BOTO3_VERSION)
+	touch $@
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
@@ -21,16 +43,23 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src
 
+cfn-lint: $(STAMP)
+	$(BIN)/cfn-lint template.yaml examples/*.yaml
+
+sam: $(SAM_VENV)/.installed $(RUNTIME_VENV)/.installed
+	$(SAM) validate --lint
+	$(SAM) build
+
 unit: $(STAMP)
 	$(BIN)/pytest
 
-test: lint typecheck unit
+test: lint typecheck cfn-lint sam unit
 
 demo: $(STAMP)
-	$(BIN)/jets-deploy-iam demo
+	@$(BIN)/jets-deploy-iam demo
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build
+	rm -rf $(VENV) $(SAM_VENV) $(RUNTIME_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

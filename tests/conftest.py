@@ -12,6 +12,7 @@ from moto import mock_aws
 
 from jets_deploy_iam.config import ReconcileConfig
 from jets_deploy_iam.iam.client import make_iam_client
+from processes import moto_server
 from strict_iam import StrictIam
 
 if TYPE_CHECKING:
@@ -26,6 +27,9 @@ os.environ.update(
 )
 for _var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_IAM"):
     os.environ.pop(_var, None)
+
+
+__all__ = ["moto_server"]
 
 
 class NoSleep:

@@ -8,12 +8,6 @@ asserted, and the handler's whole output (at DEBUG) is checked for the URL's sig
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,72 +15,10 @@ import boto3
 import pytest
 
 from jets_deploy_iam.local.receiver import SIGNATURE, ResponseReceiver
+from processes import run_handler
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 pytestmark = pytest.mark.e2e
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def moto_server() -> Iterator[str]:
-    port = _free_port()
-    env = {**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        server.kill()
-        pytest.fail("moto server did not start")
-    try:
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-
-
-def run_handler(
-    event: dict[str, Any], receiver: ResponseReceiver, endpoint: str, tmp: Path
-) -> tuple[dict[str, Any], str]:
-    """One Lambda invocation in a fresh interpreter; returns (response, everything it printed)."""
-    request = {**event, "ResponseURL": receiver.url(event["RequestId"])}
-    path = tmp / f"{event['RequestId']}.json"
-    path.write_text(json.dumps(request))
-    env = {
-        **os.environ,
-        "AWS_ENDPOINT_URL_IAM": endpoint,
-        "SSL_CERT_FILE": str(receiver.cafile),
-        "POWERTOOLS_LOG_LEVEL": "DEBUG",
-        "POWERTOOLS_SERVICE_NAME": "jets-deploy-iam",
-        "AWS_LAMBDA_FUNCTION_NAME": "jets-deploy-iam",
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "jets_deploy_iam.local.runtime", str(path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    response = receiver.take(timeout=10)
-    assert response["_path"].endswith(event["RequestId"])
-    return response, done.stdout + done.stderr
 
 
 def load(name: str) -> dict[str, Any]:

@@ -1,0 +1,134 @@
+"""Benchmarks: IAM calls per operation, wall time under simulated IAM latency, cold start.
+
+Run with ``make bench``. Figures are printed, not asserted by timers; call counts are also
+asserted by the test suite so a regression fails CI. IAM is moto plus the tests' strict layer
+(paging, quotas, DeleteConflict), with a simulated per-call latency.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+os.environ.update(
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_DEFAULT_REGION="us-east-1",
+    AWS_REGION="us-east-1",
+)
+os.environ.pop("AWS_ENDPOINT_URL_IAM", None)
+
+from moto import mock_aws  # noqa: E402
+
+from jets_deploy_iam.config import ReconcileConfig  # noqa: E402
+from jets_deploy_iam.iam.client import make_iam_client  # noqa: E402
+from jets_deploy_iam.reconcile import Reconciler  # noqa: E402
+from jets_deploy_iam.spec import Environment, parse_properties  # noqa: E402
+from strict_iam import StrictIam  # noqa: E402
+
+LATENCY = 0.020
+ENV = Environment("aws", "123456789012")
+rows: list[tuple[str, str, str]] = []
+
+
+def report(name: str, value: str, bar: str) -> None:
+    rows.append((name, value, bar))
+    print(f"  {name:<58} {value:>14}   (bar: {bar})", flush=True)
+
+
+def users(n: int, start: int = 0) -> list[str]:
+    return [f"user{i:04d}" for i in range(start, start + n)]
+
+
+def declared(members: list[str]) -> object:
+    return parse_properties({"Users": members}, ENV)
+
+
+def scenario_calls() -> None:
+    strict = StrictIam()
+    with mock_aws(), strict.installed():
+        client = make_iam_client()
+        for name in users(1050):
+            client.create_user(UserName=name)
+        config = ReconcileConfig()
+
+        strict.reset()
+        strict.latency = LATENCY
+        spec400 = parse_properties({"GroupName": "Bench400", "Users": users(400)}, ENV)
+        started = time.perf_counter()
+        Reconciler(client, config).create(spec400)
+        wall = time.perf_counter() - started
+        calls = len(strict.calls)
+        report("400-member Create: IAM reads", str(len(strict.reads)), "<= 20")
+        report("400-member Create: IAM writes", str(len(strict.writes)), "402")
+        report(
+            "400-member Create: wall / (calls x 20 ms)",
+            f"{wall / (calls * LATENCY):.3f}",
+            "<= 0.2",
+        )
+        report("400-member Create: max IAM calls in flight", str(strict.max_in_flight), "<= 8")
+        report("400-member Create: wall time", f"{wall:.2f} s", "-")
+
+        strict.latency = 0
+        spec = parse_properties({"Users": users(1000)}, ENV)
+        strict.reset()
+        Reconciler(client, config).create(spec)
+        report("1,000-member Create: reads / writes",
+               f"{len(strict.reads)} / {len(strict.writes)}", "-")  # fmt: skip
+
+        strict.reset()
+        strict.latency = LATENCY
+        started = time.perf_counter()
+        Reconciler(client, config).update(spec, spec, "Jets")
+        wall = time.perf_counter() - started
+        report("no-op Update, 1,000 members: writes", str(len(strict.writes)), "0")
+        report("no-op Update, 1,000 members: reads", str(len(strict.reads)), "<= 10")
+        report("no-op Update, 1,000 members: wall time", f"{wall:.2f} s", "-")
+
+        changed = parse_properties({"Users": users(975, 25) + users(25, 1000)}, ENV)
+        strict.reset()
+        Reconciler(client, config).update(changed, spec, "Jets")
+        report("Update +25/-25 of 1,000 members: writes", str(len(strict.writes)), "50")
+
+        small = parse_properties({"GroupName": "Bench100", "Users": users(100)}, ENV)
+        strict.latency = 0
+        Reconciler(client, config).create(small)
+        strict.latency = LATENCY
+        strict.reset()
+        started = time.perf_counter()
+        Reconciler(client, config).delete("Bench100")
+        wall = time.perf_counter() - started
+        report("Delete of a 100-member group: wall time", f"{wall:.2f} s", "seconds, no sleeps")
+        report("Delete of a 100-member group: calls", str(len(strict.calls)), "-")
+
+
+def _time_import(code: str) -> float:
+    script = f"import time; t=time.perf_counter(); {code}; print(time.perf_counter()-t)"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def scenario_cold_start(runs: int = 9) -> None:
+    handler = [_time_import("import jets_deploy_iam.handler") for _ in range(runs)]
+    baseline = [_time_import("import boto3; boto3.client('iam')") for _ in range(runs)]
+    h, b = statistics.median(handler), statistics.median(baseline)
+    report("cold start: import handler (median)", f"{h * 1000:.0f} ms", "-")
+    report("cold start: import boto3 + client('iam') (median)", f"{b * 1000:.0f} ms", "-")
+    report("cold start: ratio", f"{h / b:.2f}", "<= 1.3")
+
+
+def main() -> int:
+    print(f"jets-deploy-iam benchmarks (moto + strict IAM layer, {LATENCY * 1000:.0f} ms per call)")
+    scenario_calls()
+    scenario_cold_start()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

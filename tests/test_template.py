@@ -1,0 +1,151 @@
+"""The SAM template: least privilege enforced by parsing it, and wiring checked against the code.
+
+cfn-lint, `sam validate --lint` and `sam build` run in `make test` before pytest; these tests
+check what linters cannot know: that the role grants exactly what the code calls.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.decode import cfn_yaml
+
+from jets_deploy_iam import spec
+
+ROOT = Path(__file__).resolve().parent.parent
+SRC = ROOT / "src" / "jets_deploy_iam"
+GROUP_ARN = "arn:${AWS::Partition}:iam::${AWS::AccountId}:group/*"
+
+
+@pytest.fixture(scope="module")
+def template() -> Any:
+    return cfn_yaml.load(str(ROOT / "template.yaml"))
+
+
+def statements(template: Any) -> list[Any]:
+    role = template["Resources"]["FunctionRole"]["Properties"]
+    return [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def iam_calls_in_code() -> set[str]:
+    """IAM API names the function can call: client methods and paginators in src/."""
+    calls: set[str] = set()
+    for path in SRC.rglob("*.py"):
+        if "local" in path.parts or path.name == "cli.py":
+            continue  # not part of the Lambda's runtime path
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "client"
+                and not node.attr.startswith(("get_paginator", "exc"))
+            ):
+                calls.add(node.attr)
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "get_paginator"
+            ):
+                arg = node.args[0]
+                assert isinstance(arg, ast.Constant)
+                calls.add(str(arg.value))
+    return {"iam:" + "".join(p.title() for p in c.split("_")) for c in calls}
+
+
+def test_no_wildcard_actions_and_no_write_on_star(template: Any) -> None:
+    for statement in statements(template):
+        actions = as_list(statement["Action"])
+        assert all("*" not in a for a in actions), statement
+        if as_list(statement["Resource"]) == ["*"]:
+            assert actions == ["iam:GetAccountAuthorizationDetails"], statement
+
+
+def test_group_actions_are_scoped_to_this_accounts_groups(template: Any) -> None:
+    for statement in statements(template):
+        actions = as_list(statement["Action"])
+        if any(a.startswith("iam:") and "Group" in a for a in actions):
+            assert statement["Resource"] == {"Fn::Sub": GROUP_ARN}
+
+
+def test_role_grants_exactly_what_the_code_calls(template: Any) -> None:
+    granted = {
+        a for s in statements(template) for a in as_list(s["Action"]) if a.startswith("iam:")
+    }
+    used = iam_calls_in_code()
+    assert used == granted
+
+
+def test_logs_only_to_its_own_log_group(template: Any) -> None:
+    for statement in statements(template):
+        if any(a.startswith("logs:") for a in as_list(statement["Action"])):
+            assert statement["Resource"] == {"Fn::GetAtt": ["FunctionLogGroup", "Arn"]}
+    function = template["Resources"]["JetsDeployIamFunction"]["Properties"]
+    assert function["LoggingConfig"]["LogGroup"] == {"Ref": "FunctionLogGroup"}
+    assert template["Resources"]["FunctionLogGroup"]["Properties"]["RetentionInDays"]
+
+
+def test_function_settings(template: Any) -> None:
+    function = template["Resources"]["JetsDeployIamFunction"]["Properties"]
+    assert function["Runtime"] == "python3.13"
+    assert function["Architectures"] == ["arm64"]
+    assert function["CodeUri"] == "src/"
+    module, name = function["Handler"].rsplit(".", 1)
+    assert (ROOT / "src" / (module.replace(".", "/") + ".py")).exists()
+    assert f"def {name}(" in (ROOT / "src" / (module.replace(".", "/") + ".py")).read_text()
+    env = function["Environment"]["Variables"]
+    assert env["POWERTOOLS_LOG_LEVEL"] == {"Ref": "LogLevel"}
+    resource = template["Resources"]["JetsDeployGroup"]["Properties"]
+    assert resource["ServiceTimeout"] > function["Timeout"]
+    assert resource["ServiceTimeout"] < 3600
+
+
+def test_custom_resource_properties_are_all_known_to_the_spec(template: Any) -> None:
+    resource = template["Resources"]["JetsDeployGroup"]
+    assert resource["Type"] == "Custom::JetsDeployGroup"
+    assert set(resource["Properties"]) <= spec.KNOWN_PROPERTIES
+
+
+def test_parameter_patterns_match_the_spec(template: Any) -> None:
+    params = template["Parameters"]
+    assert re.fullmatch(params["GroupName"]["AllowedPattern"], "Jets")
+    assert not re.fullmatch(params["GroupName"]["AllowedPattern"], "Jets Deployers")
+    assert params["PolicyProfile"]["AllowedValues"] == list(spec.PROFILES)
+    assert params["Users"]["Type"] == "CommaDelimitedList"
+    assert params["ManagedPolicyArns"]["Type"] == "CommaDelimitedList"
+    grouped = {
+        p
+        for g in template["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+        for p in g["Parameters"]
+    }
+    assert grouped == set(params)
+
+
+def test_outputs_are_exported_for_other_stacks(template: Any) -> None:
+    exports = {
+        name: output["Export"]["Name"]["Fn::Sub"] for name, output in template["Outputs"].items()
+    }
+    assert exports == {
+        "ServiceToken": "${AWS::StackName}-ServiceToken",
+        "GroupName": "${AWS::StackName}-GroupName",
+        "GroupArn": "${AWS::StackName}-GroupArn",
+    }
+
+
+def test_runtime_requirements_are_pinned_and_exclude_boto3() -> None:
+    lines = [
+        line
+        for line in (ROOT / "src" / "requirements.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    assert all("==" in line for line in lines)
+    names = {line.split("==")[0] for line in lines}
+    assert names == {"crhelper", "aws-lambda-powertools"}
