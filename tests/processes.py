@@ -23,9 +23,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def moto_server() -> Iterator[str]:
-    """``moto_server`` on a free loopback port, AWS managed policies loaded."""
+    """``moto_server`` on a free loopback port, AWS managed policies loaded; one per module so
+    test modules never see each other's IAM state."""
     port = _free_port()
     env = {**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}
     server = subprocess.Popen(

@@ -1,6 +1,12 @@
-"""The command line for people: run a CloudFormation event through the real handler locally.
+"""The command line for people: see it work, preview a deploy, detect drift, run an event.
 
-Exit codes: 0 success, 1 the request FAILED or an error, 2 usage error (argparse).
+    jets-deploy-iam demo                  the whole lifecycle against an embedded IAM
+    jets-deploy-iam plan [--event E | flags]   what a Create/Update/Delete would change
+    jets-deploy-iam drift --stack NAME    what differs between a deployed stack and IAM
+    jets-deploy-iam invoke EVENT.json     run a CloudFormation event through the handler
+
+Exit codes: 0 success (drift: in sync), 1 error or FAILED response, 2 drift found (drift) or
+bad usage (argparse). `plan` and `drift` only read: they never write to IAM.
 """
 
 from __future__ import annotations
@@ -10,28 +16,90 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from jets_deploy_iam.exceptions import JetsDeployIamError
 from jets_deploy_iam.iam.reader import read_group
+from jets_deploy_iam.plan import Plan
+from jets_deploy_iam.reconcile import Reconciler
+from jets_deploy_iam.render import Style, plan_lines
+from jets_deploy_iam.spec import Environment, parse_previous, parse_properties
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
 
+EXIT_OK, EXIT_ERROR, EXIT_DRIFT = 0, 1, 2
 
-def _users(value: str) -> list[str]:
+
+class CliError(Exception):
+    """An expected failure: printed as one line, no traceback."""
+
+
+def _csv(value: str) -> list[str]:
     return [u.strip() for u in value.split(",") if u.strip()]
+
+
+def _add_endpoint(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--endpoint-url", help="IAM/CloudFormation endpoint (a moto server); default: AWS"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jets-deploy-iam",
-        description="Custom::JetsDeployGroup: reconcile the IAM group Ruby on Jets deployers need.",
+        description="Custom::JetsDeployGroup: the IAM group Ruby on Jets deployers need.",
+        epilog="Exit codes: 0 ok, 1 error or FAILED, 2 drift found (drift) or usage error.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser(
+        "demo",
+        help="run the whole lifecycle against an embedded IAM emulator (no AWS account)",
+        description="Create, update, a failing update, rename and delete, with the real handler.",
+    )
+
+    plan = commands.add_parser(
+        "plan",
+        help="print what a deploy would change (reads IAM, never writes)",
+        description=(
+            "Reads the account (default credentials, or --endpoint-url) and prints the changes "
+            "a Create/Update/Delete would make. With flags, plans an Update of the group named "
+            "--group-name if it exists, else a Create. Never writes."
+        ),
+    )
+    plan.add_argument("--event", type=Path, help="a CloudFormation request event (JSON)")
+    plan.add_argument("--group-name")
+    plan.add_argument("--group-path")
+    plan.add_argument("--policy-name")
+    plan.add_argument("--policy-profile", choices=["baseline", "scoped"])
+    plan.add_argument("--resource-prefix")
+    plan.add_argument("--users", help="comma-separated IAM user names")
+    plan.add_argument("--managed-policy-arns", help="comma-separated policy ARNs")
+    plan.add_argument("--services", help="comma-separated service prefixes (baseline)")
+    plan.add_argument("--additional-actions", help="comma-separated actions")
+    plan.add_argument("--exclusive", action=argparse.BooleanOptionalAction, default=None)
+    plan.add_argument("--adopt-existing-group", action=argparse.BooleanOptionalAction, default=None)
+    plan.add_argument("--account-id", help="for scoped ARNs (default: from the event or STS)")
+    plan.add_argument("--partition", default=None, help="aws, aws-cn, aws-us-gov")
+    _add_endpoint(plan)
+
+    drift = commands.add_parser(
+        "drift",
+        help="compare a deployed stack's declared group with IAM (exit 2 if drifted)",
+        description=(
+            "Reads the stack's parameters (DescribeStacks), builds the declared group from them "
+            "and reports what differs in IAM. Exit 0 in sync, 2 drifted, 1 error."
+        ),
+    )
+    drift.add_argument("--stack", required=True, help="the jets-deploy-iam stack's name")
+    _add_endpoint(drift)
+
     invoke = commands.add_parser(
         "invoke",
         help="run a CloudFormation request event through the real handler, locally",
@@ -42,12 +110,121 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     invoke.add_argument("event", type=Path, help="event JSON, e.g. events/create.json")
-    invoke.add_argument("--endpoint-url", help="IAM endpoint of a running moto server")
     invoke.add_argument(
-        "--seed-users", type=_users, default=[], help="users to create first (alice,bob)"
+        "--seed-users", type=_csv, default=[], help="users to create first (alice,bob)"
     )
     invoke.add_argument("--timeout", type=float, default=300.0, help="Lambda timeout (seconds)")
+    _add_endpoint(invoke)
     return parser
+
+
+def _client(service: str, endpoint_url: str | None) -> Any:
+    """A client from a fresh session, so credentials are resolved now, as the user set them."""
+    session = boto3.session.Session()
+    return session.client(service, endpoint_url=endpoint_url)  # type: ignore[call-overload]
+
+
+def _read_event(path: Path) -> dict[str, Any]:
+    try:
+        event = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise CliError(f"cannot read {path}: {error}") from error
+    if not isinstance(event, dict) or "RequestType" not in event:
+        raise CliError(f"{path} is not a CloudFormation request event (no RequestType)")
+    return event
+
+
+# -- plan ---------------------------------------------------------------------------------
+
+_FLAG_PROPERTIES = {
+    "group_name": "GroupName",
+    "group_path": "GroupPath",
+    "policy_name": "PolicyName",
+    "policy_profile": "PolicyProfile",
+    "resource_prefix": "ResourcePrefix",
+    "users": "Users",
+    "managed_policy_arns": "ManagedPolicyArns",
+    "services": "Services",
+    "additional_actions": "AdditionalActions",
+    "exclusive": "Exclusive",
+    "adopt_existing_group": "AdoptExistingGroup",
+}
+
+
+def _environment(args: argparse.Namespace, token: str | None) -> Environment:
+    if args.account_id:
+        return Environment(args.partition or "aws", args.account_id)
+    if token:
+        return Environment.from_function_arn(token)
+    identity = _client("sts", args.endpoint_url).get_caller_identity()
+    partition = str(identity["Arn"]).split(":")[1]
+    return Environment(args.partition or partition, str(identity["Account"]))
+
+
+def _plan(args: argparse.Namespace, out: Style) -> int:
+    iam: IAMClient = _client("iam", args.endpoint_url)
+    reconciler = Reconciler(iam)
+    if args.event:
+        event = _read_event(args.event)
+        kind = event["RequestType"]
+        physical_id = event.get("PhysicalResourceId")
+        props = event.get("ResourceProperties", {})
+        env = _environment(args, props.get("ServiceToken") or event.get("ServiceToken"))
+        if kind == "Delete":
+            plan = reconciler.preview(None, physical_id=str(physical_id), delete=True)
+            return _print_plan(f"{kind} of {physical_id}", plan, out)
+        declared = parse_properties(props, env)
+        previous = parse_previous(event.get("OldResourceProperties"), env)
+        target = physical_id if kind == "Update" else None
+    else:
+        props = {
+            prop: str(value).lower() if isinstance(value, bool) else value
+            for flag, prop in _FLAG_PROPERTIES.items()
+            if (value := getattr(args, flag)) is not None
+        }
+        env = _environment(args, None)
+        declared = parse_properties(props, env)
+        previous = declared if not declared.exclusive else None
+        exists = read_group(iam, declared.group_name) is not None
+        target = declared.group_name if exists else None
+        kind = "Update" if exists else "Create"
+    plan = reconciler.preview(declared, previous, target)
+    return _print_plan(f"{kind} of {declared.group_name}", plan, out)
+
+
+def _print_plan(title: str, plan: Plan, style: Style) -> int:
+    print(style(f"plan: {title}", "bold"))
+    for line in plan_lines(plan, style):
+        print(line)
+    if plan:
+        counts = {s: sum(1 for c in plan if c.symbol == s) for s in "+~-"}
+        print(f"{counts['+']} to add, {counts['~']} to change, {counts['-']} to remove.")
+    return EXIT_OK
+
+
+# -- drift --------------------------------------------------------------------------------
+
+
+def _drift(args: argparse.Namespace, style: Style) -> int:
+    from jets_deploy_iam.stack import read_stack
+
+    deployed = read_stack(_client("cloudformation", args.endpoint_url), args.stack)
+    declared = parse_properties(deployed.properties, deployed.env)
+    reconciler = Reconciler(_client("iam", args.endpoint_url))
+    # Compare with the declaration itself as "previous": foreign items are drift only if
+    # the stack says Exclusive.
+    plan = reconciler.preview(declared, declared, deployed.physical_id)
+    if not plan:
+        print(style(f"in sync: group {declared.group_name} matches stack {args.stack}", "green"))
+        return EXIT_OK
+    print(style(f"drifted: group {deployed.physical_id} differs from stack {args.stack}", "red"))
+    print("the next deploy (or an Update) would make these changes:")
+    for line in plan_lines(plan, style):
+        print(line)
+    return EXIT_DRIFT
+
+
+# -- invoke -------------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
@@ -59,11 +236,11 @@ def _iam(endpoint_url: str | None, seed_users: Sequence[str]) -> Iterator[IAMCli
             yield client
         return
     os.environ["AWS_ENDPOINT_URL_IAM"] = endpoint_url
-    client = boto3.client("iam", endpoint_url=endpoint_url, region_name="us-east-1")
+    remote: IAMClient = _client("iam", endpoint_url)
     for user in seed_users:
-        with contextlib.suppress(client.exceptions.EntityAlreadyExistsException):
-            client.create_user(UserName=user)
-    yield client
+        with contextlib.suppress(remote.exceptions.EntityAlreadyExistsException):
+            remote.create_user(UserName=user)
+    yield remote
 
 
 def _group_state(client: IAMClient, name: str) -> dict[str, Any] | None:
@@ -80,27 +257,44 @@ def _group_state(client: IAMClient, name: str) -> dict[str, Any] | None:
     }
 
 
-def _invoke(args: argparse.Namespace) -> int:
+def _invoke(args: argparse.Namespace, _style: Style) -> int:
     from jets_deploy_iam.local.invoke import invoke
     from jets_deploy_iam.local.receiver import ResponseReceiver
 
-    try:
-        event = json.loads(args.event.read_text())
-    except (OSError, ValueError) as error:
-        print(f"error: cannot read {args.event}: {error}", file=sys.stderr)
-        return 1
+    event = _read_event(args.event)
     with _iam(args.endpoint_url, args.seed_users) as client, ResponseReceiver() as receiver:
-        response = invoke(event, receiver, args.timeout)
+        response: Mapping[str, Any] = invoke(event, receiver, args.timeout)
         group = _group_state(client, str(response.get("PhysicalResourceId", "")))
     print(json.dumps({"response": response, "group": group}, indent=2))
-    return 0 if response.get("Status") == "SUCCESS" else 1
+    return EXIT_OK if response.get("Status") == "SUCCESS" else EXIT_ERROR
+
+
+def _demo(_args: argparse.Namespace, _style: Style) -> int:
+    from jets_deploy_iam.local.demo import run
+
+    return run()
+
+
+_COMMANDS = {"plan": _plan, "drift": _drift, "invoke": _invoke, "demo": _demo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "invoke":
-        return _invoke(args)
-    return 2  # pragma: no cover - argparse rejects unknown commands
+    try:
+        return _COMMANDS[args.command](args, Style.for_stream(sys.stdout))
+    except NoCredentialsError:
+        print(
+            "error: no AWS credentials found: configure a profile (aws configure), or use "
+            "--endpoint-url for a local emulator",
+            file=sys.stderr,
+        )
+    except (CliError, JetsDeployIamError) as error:
+        print(f"error: {error}", file=sys.stderr)
+    except ClientError as error:
+        print(f"error: AWS refused: {error}", file=sys.stderr)
+    except BotoCoreError as error:
+        print(f"error: {error}", file=sys.stderr)
+    return EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -145,13 +145,15 @@ def _reason(error: BaseException) -> str:
     return text[: MAX_REASON - 5].rstrip() + " (…)"
 
 
-class RequestFailedError(Exception):
-    """What crhelper sees: its message becomes the FAILED Reason verbatim."""
-
-
 def _handle(
     event: Mapping[str, Any], context: LambdaContext, action: Callable[[_Request], str]
 ) -> str:
+    """Run one request; a failure becomes crhelper's Status FAILED with our own Reason.
+
+    Failing by setting Status/Reason rather than raising through crhelper keeps the physical id
+    the one chosen here and logs an expected failure once, as a warning, instead of crhelper's
+    ERROR with a traceback.
+    """
     request = _Request(event, context)
     try:
         physical_id = action(request)
@@ -161,12 +163,14 @@ def _handle(
             logger.warning("request failed", extra={"reason": reason})
         else:
             logger.exception("request failed unexpectedly")
-        if event.get("RequestType") == "Update":
-            helper.PhysicalResourceId = str(event["PhysicalResourceId"])  # CloudFormation keeps it
-        request.summary(
-            "FAILED", str(helper.PhysicalResourceId or event.get("PhysicalResourceId")), reason
+        physical_id = str(
+            helper.PhysicalResourceId  # Create: the placeholder, or the group once it exists
+            if event.get("RequestType") == "Create"
+            else event.get("PhysicalResourceId", "")  # CloudFormation keeps the old one
         )
-        raise RequestFailedError(reason) from error
+        helper.Status, helper.Reason, helper.Data = "FAILED", reason, {}
+        request.summary("FAILED", physical_id, reason)
+        return physical_id
     request.summary("SUCCESS", physical_id)
     return physical_id
 

@@ -79,20 +79,20 @@ class Reconciler:
             preflight(self.client, plan, actual, self.config.page_size)
         return apply_plan(self.client, plan, self.config, self.deadline, self.on_applied)
 
-    def create(self, declared: DeclaredGroup) -> Outcome:
-        """Create the group, or take over an existing one only if adoption was asked for."""
+    def observe_create(self, declared: DeclaredGroup) -> ActualGroup | None:
+        """The group a Create would work on; an existing one only if adoption was asked for."""
         actual = self._read(declared.group_name)
         if actual is not None and not declared.adopt_existing_group:
             raise GroupConflictError(
                 f"GroupName {declared.group_name}: the group already exists; set "
                 "AdoptExistingGroup true to take it over, or choose another GroupName"
             )
-        return self._converge(declared, actual, previous=None)
+        return actual
 
-    def update(
+    def observe_update(
         self, declared: DeclaredGroup, previous: DeclaredGroup | None, physical_id: str
-    ) -> Outcome:
-        """Converge the group found by physical id (or, after a failed rename, by old names)."""
+    ) -> ActualGroup | None:
+        """The group found by physical id, or (after a failed rename) by the previous name."""
         candidates = [physical_id]
         if previous is not None:
             candidates.append(previous.group_name)
@@ -100,8 +100,36 @@ class Reconciler:
             candidates.append(declared.group_name)
         valid = [n for n in candidates if is_group_name(n)]
         self.deadline.check("reading the group")
-        actual = find_group(self.client, valid, self.config.page_size)
+        return find_group(self.client, valid, self.config.page_size)
+
+    def preview(
+        self,
+        declared: DeclaredGroup | None,
+        previous: DeclaredGroup | None = None,
+        physical_id: str | None = None,
+        delete: bool = False,
+    ) -> Plan:
+        """The plan a Create (no physical id), Update or Delete would apply; reads only."""
+        if delete:
+            return plan_delete(self.observe_delete(physical_id or ""))
+        assert declared is not None
+        if physical_id is None:
+            return plan_reconcile(declared, self.observe_create(declared), None)
+        actual = self.observe_update(declared, previous, physical_id)
+        return plan_reconcile(declared, actual, previous)
+
+    def create(self, declared: DeclaredGroup) -> Outcome:
+        return self._converge(declared, self.observe_create(declared), previous=None)
+
+    def update(
+        self, declared: DeclaredGroup, previous: DeclaredGroup | None, physical_id: str
+    ) -> Outcome:
+        actual = self.observe_update(declared, previous, physical_id)
         return self._converge(declared, actual, previous)
+
+    def observe_delete(self, physical_id: str) -> ActualGroup | None:
+        """Exactly the group named by the physical id (a placeholder id names none)."""
+        return self._read(physical_id) if is_group_name(physical_id) else None
 
     def _converge(
         self, declared: DeclaredGroup, actual: ActualGroup | None, previous: DeclaredGroup | None
@@ -122,12 +150,10 @@ class Reconciler:
 
     def delete(self, physical_id: str) -> Plan:
         """Empty and delete exactly the group named by the physical id; missing is success."""
-        if not is_group_name(physical_id):
-            return Plan()  # a failed Create's placeholder id: it never owned a group
         last_error: IamApplyError | None = None
         for _attempt in range(DELETE_ATTEMPTS):
-            actual = self._read(physical_id)
-            plan = plan_delete(actual)
+            plan = plan_delete(self.observe_delete(physical_id))
+            self.on_plan(plan)
             try:
                 apply_plan(self.client, plan, self.config, self.deadline, self.on_applied)
             except IamApplyError as error:

@@ -1,0 +1,128 @@
+"""`make demo`: the whole lifecycle of Custom::JetsDeployGroup, run by the real handler against
+the embedded IAM emulator, in one process so state carries over between steps.
+
+For each step it prints the plan (read-only, before acting), the response CloudFormation would
+receive, and the group afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TextIO
+
+from jets_deploy_iam.exceptions import JetsDeployIamError
+from jets_deploy_iam.iam.reader import read_group
+from jets_deploy_iam.local.context import FUNCTION_ARN
+from jets_deploy_iam.local.emulator import embedded_iam
+from jets_deploy_iam.local.invoke import invoke
+from jets_deploy_iam.local.receiver import ResponseReceiver
+from jets_deploy_iam.reconcile import Reconciler
+from jets_deploy_iam.render import Style, group_lines, plan_lines, response_lines
+from jets_deploy_iam.spec import Environment, parse_previous, parse_properties
+
+if TYPE_CHECKING:
+    from mypy_boto3_iam import IAMClient
+
+CONFIG_ROLE = "arn:aws:iam::aws:policy/service-role/AWS_ConfigRole"
+STACK = "arn:aws:cloudformation:us-east-1:123456789012:stack/jets-deploy-iam/demo"
+SEED_USERS = ("alice", "bob", "carol")
+BASE = {"ServiceToken": FUNCTION_ARN, "GroupName": "Jets", "ManagedPolicyArns": [CONFIG_ROLE]}
+
+
+@dataclass(frozen=True)
+class Step:
+    title: str
+    kind: str
+    props: dict[str, Any]
+    physical_id: str | None = None
+    old: dict[str, Any] | None = None
+    show: tuple[str, ...] = ()  # groups to print afterwards (default: the physical id's)
+
+
+STEPS = (
+    Step("Create: the Jets docs' group, policy and AWS_ConfigRole", "Create",
+         {**BASE, "Users": "alice,bob"}),
+    Step("Update: grant carol, revoke bob", "Update",
+         {**BASE, "Users": "alice,carol"}, "Jets", {**BASE, "Users": "alice,bob"}),
+    Step("Update with a mistake: a user that does not exist", "Update",
+         {**BASE, "Users": "alice,carol,dave"}, "Jets", {**BASE, "Users": "alice,carol"}),
+    Step("Update: rename the group in place (members and GroupId kept)", "Update",
+         {**BASE, "GroupName": "JetsDeployers", "Users": "alice,carol"}, "Jets",
+         {**BASE, "Users": "alice,carol"}),
+    Step("Delete of the old name, which CloudFormation sends after a rename", "Delete",
+         {**BASE, "Users": "alice,carol"}, "Jets", show=("Jets", "JetsDeployers")),
+    Step("Delete: the stack goes away", "Delete",
+         {**BASE, "GroupName": "JetsDeployers", "Users": "alice,carol"}, "JetsDeployers"),
+)  # fmt: skip
+
+
+def _event(step: Step) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "RequestType": step.kind,
+        "ServiceToken": FUNCTION_ARN,
+        "ResponseURL": "https://localhost/replaced",
+        "StackId": STACK,
+        "RequestId": str(uuid.uuid4()),
+        "LogicalResourceId": "JetsDeployGroup",
+        "ResourceType": "Custom::JetsDeployGroup",
+        "ResourceProperties": step.props,
+    }
+    if step.physical_id:
+        event["PhysicalResourceId"] = step.physical_id
+    if step.old:
+        event["OldResourceProperties"] = step.old
+    return event
+
+
+def _preview(client: IAMClient, step: Step, style: Style) -> list[str]:
+    env = Environment.from_function_arn(FUNCTION_ARN)
+    reconciler = Reconciler(client)
+    try:
+        if step.kind == "Delete":
+            plan = reconciler.preview(None, physical_id=step.physical_id, delete=True)
+        else:
+            declared = parse_properties(step.props, env)
+            previous = parse_previous(step.old, env)
+            plan = reconciler.preview(declared, previous, step.physical_id)
+    except JetsDeployIamError as error:
+        return ["  " + style(f"would fail: {error}", "red")]
+    return plan_lines(plan, style)
+
+
+def run(out: TextIO = sys.stdout) -> int:
+    """Run every step; exit 0 only if each step answered as the contract says it must."""
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")  # the handler's JSON logs stay quiet
+    style = Style.for_stream(out)
+    say: Callable[[str], None] = lambda line: print(line, file=out)  # noqa: E731
+    expected = ["SUCCESS", "SUCCESS", "FAILED", "SUCCESS", "SUCCESS", "SUCCESS"]
+    say(style("jets-deploy-iam demo", "bold") + " - the real handler against an embedded IAM")
+    say(style(f"seeded IAM users: {', '.join(SEED_USERS)}", "dim"))
+    ok = True
+    with embedded_iam(SEED_USERS) as client, ResponseReceiver() as receiver:
+        for number, (step, want) in enumerate(zip(STEPS, expected, strict=True), start=1):
+            say("")
+            say(style(f"== {number}/{len(STEPS)} {step.title} ", "cyan", "bold"))
+            say(style("plan", "bold"))
+            for line in _preview(client, step, style):
+                say(line)
+            before = read_group(client, step.physical_id or step.props["GroupName"])
+            response = invoke(_event(step), receiver)
+            say(style("response", "bold"))
+            for line in response_lines(response, style):
+                say(line)
+            if response["Status"] == "FAILED":
+                unchanged = read_group(client, step.physical_id or "") == before
+                say("  " + style("group unchanged" if unchanged else "GROUP CHANGED", "dim"))
+                ok = ok and unchanged
+            say(style("afterwards", "bold"))
+            for name in step.show or (str(response["PhysicalResourceId"]),):
+                for line in group_lines(read_group(client, name), style, name_hint=name):
+                    say(line)
+            ok = ok and response["Status"] == want
+    say("")
+    say(style("demo finished: every step answered as expected" if ok else "demo FAILED", "bold"))
+    return 0 if ok else 1
