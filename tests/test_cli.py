@@ -148,7 +148,7 @@ def test_plan_delete_event_lists_everything_removed(
 def test_plan_with_bad_input_is_one_clear_line(
     strict: StrictIam, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = run(capsys, "plan", "--group-name", "bad name", "--account-id", ACCOUNT)
+    code, _, err = run(capsys, "plan", "--group-name", "bad name", "--account-id", ACCOUNT)
     assert code == 1
     assert err.startswith("error: GroupName 'bad name' is invalid")
     assert "Traceback" not in err
@@ -192,7 +192,7 @@ STACK_TEMPLATE = {
             "Exclusive",
             "AdoptExistingGroup",
         )
-    },  # fmt: skip
+    },
     "Resources": {"Placeholder": {"Type": "AWS::SQS::Queue"}},
 }
 
