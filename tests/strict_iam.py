@@ -83,11 +83,12 @@ class StrictIam:
         self.settle_after_create = 0  # NoSuchEntity answers owed per freshly created group
         self._unsettled: dict[str, int] = {}
         self.latency = 0.0
-        self.page_cap: int | None = None
+        self.page_cap: int | None = None  # return at most this many members per page
         self._fail_write_at = 0
         self._fail_write_code = "ServiceFailure"
         self._fail_write_attempts = 0
-        self._doomed: dict[tuple[str, str], int] = {}  # return at most this many members per page
+        self._doomed: dict[tuple[str, str], int] = {}
+        self.faulted: list[Call] = []  # every request answered with an injected error
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
@@ -107,6 +108,15 @@ class StrictIam:
         self._fail_write_at = len(self.writes) + position
         self._fail_write_code = code
         self._fail_write_attempts = attempts
+
+    def clear_faults(self) -> None:
+        """The outage is over: pending injected faults are dropped."""
+        with self._lock:
+            self.faults.clear()
+            self._doomed.clear()
+            self._fail_write_at = 0
+            self.settle_after_create = 0
+            self._unsettled.clear()
 
     def reset(self) -> None:
         with self._lock:
@@ -137,6 +147,7 @@ class StrictIam:
                 self._doomed[signature] = self._fail_write_attempts
             if self._doomed.get(signature, 0) > 0:
                 self._doomed[signature] -= 1
+                self.faulted.append(self.calls[-1])
                 raise InjectedError(self._fail_write_code, f"injected failure of {action}")
             for fault in self.faults:
                 if fault.action != action or fault.times <= 0:

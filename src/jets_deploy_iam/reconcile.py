@@ -7,7 +7,7 @@ so the lifecycle rules of the contract live here once, not in either edge.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from jets_deploy_iam.config import Deadline, ReconcileConfig
@@ -80,14 +80,23 @@ class Reconciler:
         return apply_plan(self.client, plan, self.config, self.deadline, self.on_applied)
 
     def observe_create(self, declared: DeclaredGroup) -> ActualGroup | None:
-        """The group a Create would work on; an existing one only if adoption was asked for."""
+        """The group a Create works on: an existing one only if adoption was asked for, or if it
+        already is exactly as declared (a repeated delivery of the same Create)."""
         actual = self._read(declared.group_name)
-        if actual is not None and not declared.adopt_existing_group:
+        if actual is not None and not self._may_take(declared, actual):
             raise GroupConflictError(
                 f"GroupName {declared.group_name}: the group already exists; set "
                 "AdoptExistingGroup true to take it over, or choose another GroupName"
             )
         return actual
+
+    @staticmethod
+    def _may_take(declared: DeclaredGroup, found: ActualGroup) -> bool:
+        """A group this resource did not find by its own ids may be worked on if adoption was
+        asked for, or if it already is exactly as declared: then this is a repeated delivery of
+        a request that already succeeded (Lambda's async invocations are at-least-once)."""
+        exact = not plan_reconcile(replace(declared, exclusive=True), found)
+        return declared.adopt_existing_group or exact
 
     def observe_update(
         self, declared: DeclaredGroup, previous: DeclaredGroup | None, physical_id: str
@@ -96,11 +105,14 @@ class Reconciler:
         candidates = [physical_id]
         if previous is not None:
             candidates.append(previous.group_name)
-        if declared.adopt_existing_group or declared.group_name == physical_id:
-            candidates.append(declared.group_name)
         valid = [n for n in candidates if is_group_name(n)]
         self.deadline.check("reading the group")
-        return find_group(self.client, valid, self.config.page_size)
+        actual = find_group(self.client, valid, self.config.page_size)
+        if actual is None and declared.group_name not in valid:
+            found = self._read(declared.group_name)
+            if found is not None and self._may_take(declared, found):
+                actual = found
+        return actual
 
     def preview(
         self,

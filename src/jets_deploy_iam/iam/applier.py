@@ -166,7 +166,8 @@ class Applier:
             except ClientError as error:
                 code = error_code(error)
                 fresh = change.group in self._fresh
-                if code == "NoSuchEntity" and not fresh and isinstance(change, _REMOVALS):
+                gone = code == "NoSuchEntity" and not fresh and isinstance(change, _REMOVALS)
+                if gone and (not isinstance(change, DeleteGroup) or self._group_gone(change.group)):
                     return {}  # already gone: a retried request must not fail on it
                 retry = code == "NoSuchEntity" and fresh
                 if not retry or waited >= self.config.consistency_timeout:
@@ -176,6 +177,15 @@ class Applier:
             self.config.sleep(delay)
             waited += delay
             delay = min(delay * 2, self.config.backoff_max)
+
+    def _group_gone(self, name: str) -> bool:
+        """A group read moments ago that DeleteGroup calls missing: believe it only if a read
+        agrees, so a group is never left behind on IAM's (eventually consistent) word."""
+        try:
+            self.client.get_group(GroupName=name, MaxItems=1)
+        except ClientError as error:
+            return error_code(error) == "NoSuchEntity"
+        return False
 
 
 def _apply_error(change: Change, error: ClientError) -> IamApplyError:
