@@ -116,11 +116,16 @@ def _time_import(code: str) -> float:
 
 def scenario_cold_start(runs: int = 9) -> None:
     handler = [_time_import("import jets_deploy_iam.handler") for _ in range(runs)]
+    with_client = [
+        _time_import("import jets_deploy_iam.handler as h; h._iam_client()") for _ in range(runs)
+    ]
     baseline = [_time_import("import boto3; boto3.client('iam')") for _ in range(runs)]
-    h, b = statistics.median(handler), statistics.median(baseline)
-    report("cold start: import handler (median)", f"{h * 1000:.0f} ms", "-")
-    report("cold start: import boto3 + client('iam') (median)", f"{b * 1000:.0f} ms", "-")
-    report("cold start: ratio", f"{h / b:.2f}", "<= 1.3")
+    h, c, b = (statistics.median(x) for x in (handler, with_client, baseline))
+    report("cold start: import handler (median of 9)", f"{h * 1000:.0f} ms", "-")
+    report("cold start: import handler + its IAM client", f"{c * 1000:.0f} ms", "-")
+    report("cold start: import boto3 + client('iam')", f"{b * 1000:.0f} ms", "-")
+    report("cold start: ratio (import handler / baseline)", f"{h / b:.2f}", "<= 1.3")
+    report("cold start: ratio (handler + client / baseline)", f"{c / b:.2f}", "-")
 
 
 def main() -> int:

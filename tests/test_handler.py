@@ -8,6 +8,7 @@ import copy
 import io
 import json
 import logging
+import os
 import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -80,6 +81,13 @@ def world(iam: IAMClient) -> dict[str, str]:
 
 def create_props(world: dict[str, str]) -> dict[str, Any]:
     return {"Users": "alice,bob", "ManagedPolicyArns": world["p1"]}
+
+
+def test_crhelper_builds_no_unused_clients_and_leaves_the_environment_alone() -> None:
+    """Its polling-mode clients cost ~110 ms of cold start; the SAM-local switch must not leak."""
+    assert not hasattr(handler.helper, "_lambda_client")
+    assert "AWS_SAM_LOCAL" not in os.environ
+    assert handler.helper._sleep_on_delete == 0
 
 
 def test_create_reports_the_group_and_its_attributes(
@@ -248,6 +256,16 @@ def test_missing_user_fails_with_a_reason_naming_it(
     response = invoke(event("Update", {**props, "Users": "alice,ghost"}, "Jets", props), receiver)
     assert response["Status"] == "FAILED"
     assert "no such IAM user ghost" in response["Reason"]
+    assert strict.writes == []
+
+
+def test_an_iam_refusal_names_the_operation(
+    strict: StrictIam, receiver: ResponseReceiver, world: dict[str, str]
+) -> None:
+    strict.inject("GetGroup", "AccessDenied", times=10)
+    response = invoke(event("Create", create_props(world)), receiver)
+    assert response["Status"] == "FAILED"
+    assert response["Reason"].startswith("IAM refused GetGroup: AccessDenied: injected")
     assert strict.writes == []
 
 

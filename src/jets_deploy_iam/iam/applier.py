@@ -155,7 +155,7 @@ class Applier:
             if isinstance(change, UpdateGroup) and change.new_name:
                 self._fresh.add(change.new_name)
             self.result.applied.append(change)
-        self.on_applied(change)
+            self.on_applied(change)  # under the lock: callbacks never run concurrently
 
     def _with_consistency_retry(self, change: Change) -> dict[str, Any]:
         waited = 0.0
