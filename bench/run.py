@@ -39,7 +39,7 @@ rows: list[tuple[str, str, str]] = []
 
 def report(name: str, value: str, bar: str) -> None:
     rows.append((name, value, bar))
-    print(f"  {name:<58} {value:>14}   (bar: {bar})", flush=True)
+    print(f"  {name:<66} {value:>12}   (bar: {bar})", flush=True)
 
 
 def users(n: int, start: int = 0) -> list[str]:
@@ -108,6 +108,48 @@ def scenario_calls() -> None:
         report("Delete of a 100-member group: calls", str(len(strict.calls)), "-")
 
 
+def scenario_delete_end_to_end(members: int = 100) -> None:
+    """A real moto server, the handler in its own process, the HTTPS receiver: wall time of
+    the Delete request from process start to the response CloudFormation would receive."""
+    import tempfile
+
+    import boto3
+
+    from jets_deploy_iam.local.receiver import ResponseReceiver
+    from processes import run_handler, started_moto_server
+
+    with started_moto_server() as url, tempfile.TemporaryDirectory() as tmp:
+        iam = boto3.client("iam", endpoint_url=url)
+        names = users(members)
+        for name in names:
+            iam.create_user(UserName=name)
+        base = {
+            "ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:jets-deploy-iam",
+            "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/bench/1",
+            "LogicalResourceId": "JetsDeployGroup",
+            "ResourceType": "Custom::JetsDeployGroup",
+            "ResourceProperties": {"GroupName": "Bench", "Users": names},
+        }
+        with ResponseReceiver(Path(tmp)) as receiver:
+            create = {**base, "RequestType": "Create", "RequestId": "bench-create"}
+            run_handler(
+                create, receiver, url, Path(tmp), extra_env={"POWERTOOLS_LOG_LEVEL": "WARNING"}
+            )
+            delete = {**base, "RequestType": "Delete", "RequestId": "bench-delete",
+                      "PhysicalResourceId": "Bench"}  # fmt: skip
+            started = time.perf_counter()
+            response, _ = run_handler(
+                delete, receiver, url, Path(tmp), extra_env={"POWERTOOLS_LOG_LEVEL": "WARNING"}
+            )
+            wall = time.perf_counter() - started
+    assert response["Status"] == "SUCCESS", response
+    report(
+        f"Delete of a {members}-member group, end to end (process + moto server)",
+        f"{wall:.2f} s",
+        "seconds, no sleeps",
+    )
+
+
 def _time_import(code: str) -> float:
     script = f"import time; t=time.perf_counter(); {code}; print(time.perf_counter()-t)"
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
@@ -131,6 +173,7 @@ def scenario_cold_start(runs: int = 9) -> None:
 def main() -> int:
     print(f"jets-deploy-iam benchmarks (moto + strict IAM layer, {LATENCY * 1000:.0f} ms per call)")
     scenario_calls()
+    scenario_delete_end_to_end()
     scenario_cold_start()
     return 0
 
