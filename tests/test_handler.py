@@ -299,6 +299,19 @@ def test_short_remaining_time_fails_cleanly_before_any_call(
     assert strict.calls == []
 
 
+def test_short_remaining_time_on_update_keeps_the_old_physical_id(
+    strict: StrictIam, receiver: ResponseReceiver, world: dict[str, str]
+) -> None:
+    old, new = create_props(world), forward_props(world)
+    invoke(event("Create", old), receiver)
+    strict.reset()
+    response = invoke(event("Update", new, "Jets", old), receiver, timeout_seconds=5)
+    assert response["Status"] == "FAILED"
+    assert response["PhysicalResourceId"] == "Jets"
+    assert "Lambda time nearly used up" in response["Reason"]
+    assert strict.writes == []
+
+
 def test_running_out_of_time_mid_create_is_still_cleaned_up(
     iam: IAMClient, strict: StrictIam, receiver: ResponseReceiver, world: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
