@@ -89,6 +89,6 @@ def run_handler(
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    response = receiver.take(timeout=10)
+    response = receiver.take(event["RequestId"], timeout=10)
     assert response["_path"].endswith(event["RequestId"])
     return response, done.stdout + done.stderr

@@ -72,6 +72,7 @@ properties = random_properties | st.fixed_dictionaries({}, optional=plausible)
 @settings(
     max_examples=60,
     deadline=None,
+    derandomize=True,  # CI must be reproducible; run with --hypothesis-seed to explore more
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(props=properties, kind=st.sampled_from(["Create", "Update", "Delete"]), old=properties)
@@ -87,7 +88,7 @@ def test_any_properties_get_exactly_one_bounded_answer(
     request = event(kind, props, physical, old if kind == "Update" else None)
     writes_before = len(strict.writes)
     response = invoke(request, receiver)  # raises if the handler raised to the runtime
-    assert receiver.responses.empty()  # exactly one response
+    assert receiver.pending == 0  # exactly one response
     assert response["Status"] in ("SUCCESS", "FAILED")
     assert len(response["Reason"]) <= 256
     if response["Status"] == "FAILED":

@@ -7,6 +7,7 @@ receive, and the group afterwards.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import uuid
@@ -97,7 +98,7 @@ def run(out: TextIO = sys.stdout) -> int:
     """Run every step; exit 0 only if each step answered as the contract says it must."""
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")  # the handler's JSON logs stay quiet
     style = Style.for_stream(out)
-    say: Callable[[str], None] = lambda line: print(line, file=out)  # noqa: E731
+    say: Callable[[str], None] = functools.partial(print, file=out)
     expected = ["SUCCESS", "SUCCESS", "FAILED", "SUCCESS", "SUCCESS", "SUCCESS"]
     say(style("jets-deploy-iam demo", "bold") + " - the real handler against an embedded IAM")
     say(style(f"seeded IAM users: {', '.join(SEED_USERS)}", "dim"))

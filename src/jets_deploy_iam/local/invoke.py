@@ -23,6 +23,6 @@ def invoke(
     request = {**event, "ResponseURL": receiver.url(str(event.get("RequestId", "local")))}
     context = cast("LambdaContext", FakeLambdaContext(timeout_seconds=timeout_seconds))
     lambda_handler(request, context)
-    response = receiver.take(timeout=10)
+    response = receiver.take(str(request["RequestId"]) if "RequestId" in request else None, 10)
     response.pop("_path", None)
     return response

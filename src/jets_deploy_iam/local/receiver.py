@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
-import queue
 import ssl
 import tempfile
 import threading
@@ -68,15 +67,18 @@ class ResponseReceiver:
         self._tmp = tempfile.TemporaryDirectory() if directory is None else None
         self.directory = Path(self._tmp.name) if self._tmp else Path(directory or ".")
         self.cafile, keyfile = write_certificate(self.directory)
-        self.responses: queue.Queue[dict[str, Any]] = queue.Queue()
-        received = self.responses
+        self._received: list[dict[str, Any]] = []
+        self._arrived = threading.Condition()
+        receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_PUT(self) -> None:
                 length = int(self.headers.get("content-length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 body["_path"] = self.path.split("?", 1)[0]
-                received.put(body)
+                with receiver._arrived:
+                    receiver._received.append(body)
+                    receiver._arrived.notify_all()
                 self.send_response(200)
                 self.send_header("content-length", "0")
                 self.end_headers()
@@ -97,8 +99,26 @@ class ResponseReceiver:
             f"?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=7200&X-Amz-Signature={SIGNATURE}"
         )
 
-    def take(self, timeout: float = 30.0) -> dict[str, Any]:
-        return self.responses.get(timeout=timeout)
+    def _index(self, request_id: str | None) -> int | None:
+        for i, body in enumerate(self._received):
+            if request_id is None or body.get("RequestId") == request_id:
+                return i
+        return None
+
+    def take(self, request_id: str | None = None, timeout: float = 30.0) -> dict[str, Any]:
+        """The next response (for ``request_id``, if given), waiting up to ``timeout`` seconds."""
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: self._index(request_id) is not None, timeout):
+                raise TimeoutError(f"no response for {request_id or 'any request'} in {timeout} s")
+            index = self._index(request_id)
+            assert index is not None
+            return self._received.pop(index)
+
+    @property
+    def pending(self) -> int:
+        """Responses received and not taken: more than one per request would be a bug."""
+        with self._arrived:
+            return len(self._received)
 
     def __enter__(self) -> ResponseReceiver:
         self._thread.start()
