@@ -269,6 +269,21 @@ def test_an_iam_refusal_names_the_operation(
     assert strict.writes == []
 
 
+def test_a_broken_environment_fails_cleanly_without_claiming_a_group(
+    strict: StrictIam,
+    receiver: ResponseReceiver,
+    world: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("JETS_MAX_IN_FLIGHT", "eight")
+    strict.reset()
+    response = invoke(event("Create", create_props(world)), receiver)
+    assert response["Status"] == "FAILED"
+    assert response["Reason"] == "JETS_MAX_IN_FLIGHT must be a number, got 'eight'"
+    assert response["PhysicalResourceId"].startswith("no-group:")
+    assert strict.calls == []
+
+
 def test_every_reason_fits_in_256_characters(strict: StrictIam, receiver: ResponseReceiver) -> None:
     props = {f"Bogus{i}": "x" for i in range(40)} | {"Users": ",".join(["bad user"] * 3)}
     response = invoke(event("Create", props), receiver)

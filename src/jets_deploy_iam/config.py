@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from jets_deploy_iam.exceptions import DeadlineExceededError
+from jets_deploy_iam.exceptions import ConfigurationError, DeadlineExceededError
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,15 @@ class ReconcileConfig:
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ReconcileConfig:
         def num(key: str, default: float) -> float:
             raw = environ.get(key)
-            return float(raw) if raw else default
+            if not raw:
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ConfigurationError(f"{key} must be a number, got {raw!r}") from None
+            if value < 0:
+                raise ConfigurationError(f"{key} must not be negative, got {raw!r}")
+            return value
 
         base = cls()
         return cls(

@@ -49,3 +49,7 @@ class DeadlineExceededError(JetsDeployIamError):
 
 class ResponseTooLargeError(JetsDeployIamError):
     """CloudFormation rejects response bodies over 4,096 bytes; crhelper does not check."""
+
+
+class ConfigurationError(JetsDeployIamError):
+    """The function's own environment (JETS_* variables) is wrong: a deployment problem."""

@@ -141,20 +141,28 @@ class _Request:
             },
         )
 
-    def summary(self, status: str, physical_id: str, reason: str = "") -> None:
-        logger.info(
-            "request finished",
-            extra={
-                "request_type": self.event.get("RequestType"),
-                "logical_id": self.event.get("LogicalResourceId"),
-                "status": status,
-                "physical_id": physical_id,
-                "changes_planned": len(self.plan),
-                "changes_applied": self.applied,
-                "duration_ms": round((time.monotonic() - self.started) * 1000),
-                **({"reason": reason} if reason else {}),
-            },
-        )
+
+def _summary(
+    event: Mapping[str, Any],
+    request: _Request | None,
+    status: str,
+    physical_id: str,
+    reason: str = "",
+) -> None:
+    """The one line per request an operator searches for."""
+    logger.info(
+        "request finished",
+        extra={
+            "request_type": event.get("RequestType"),
+            "logical_id": event.get("LogicalResourceId"),
+            "status": status,
+            "physical_id": physical_id,
+            "changes_planned": len(request.plan) if request else 0,
+            "changes_applied": request.applied if request else 0,
+            "duration_ms": round((time.monotonic() - request.started) * 1000) if request else 0,
+            **({"reason": reason} if reason else {}),
+        },
+    )
 
 
 def _reason(error: BaseException) -> str:
@@ -180,8 +188,12 @@ def _handle(
     the one chosen here and logs an expected failure once, as a warning, instead of crhelper's
     ERROR with a traceback.
     """
-    request = _Request(event, context)
+    if event.get("RequestType") == "Create":
+        # Until the group exists, a Create owns no group: never let crhelper invent an id.
+        helper.PhysicalResourceId = PLACEHOLDER_PREFIX + str(event.get("RequestId", ""))
+    request: _Request | None = None
     try:
+        request = _Request(event, context)
         physical_id = action(request)
     except Exception as error:
         reason = _reason(error)
@@ -195,9 +207,9 @@ def _handle(
             else event.get("PhysicalResourceId", "")  # CloudFormation keeps the old one
         )
         helper.Status, helper.Reason, helper.Data = "FAILED", reason, {}
-        request.summary("FAILED", physical_id, reason)
+        _summary(event, request, "FAILED", physical_id, reason)
         return physical_id
-    request.summary("SUCCESS", physical_id)
+    _summary(event, request, "SUCCESS", physical_id)
     return physical_id
 
 
@@ -225,7 +237,6 @@ def _check_response_size(physical_id: str) -> None:
 
 
 def _create(request: _Request) -> str:
-    helper.PhysicalResourceId = PLACEHOLDER_PREFIX + str(request.event["RequestId"])
     declared = parse_properties(request.event.get("ResourceProperties", {}), request.env)
     return _publish(request.reconciler.create(declared))
 
