@@ -203,7 +203,7 @@ def test_properties_must_be_an_object() -> None:
 def test_scoped_policy_uses_partition_and_account() -> None:
     env = Environment(partition="aws-us-gov", account_id="444455556666")
     spec = parse_properties({"PolicyProfile": "scoped", "ResourcePrefix": "shop"}, env)
-    text = spec.policy_json
+    text = policy.render(spec.policy_document)
     assert "arn:aws-us-gov:cloudformation:*:444455556666:stack/shop-*" in text
     assert "arn:aws-us-gov:iam::444455556666:role/shop-*" in text
     assert "arn:aws:" not in text

@@ -65,7 +65,7 @@ class UpdateGroup(Change):
 @dataclass(frozen=True)
 class PutPolicy(Change):
     policy_name: str
-    document: Mapping[str, Any] = field(compare=False, hash=False)
+    document: Mapping[str, Any] = field(hash=False)
     added_actions: frozenset[str] = frozenset()
     removed_actions: frozenset[str] = frozenset()
     replaces: bool = False

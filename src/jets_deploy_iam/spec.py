@@ -73,20 +73,12 @@ class DeclaredGroup:
     group_name: str
     path: str
     policy_name: str
-    policy_document: Mapping[str, Any] = field(compare=False, hash=False)
+    policy_document: Mapping[str, Any] = field(hash=False)
     managed_policy_arns: tuple[str, ...]
     users: tuple[str, ...]
     exclusive: bool
     adopt_existing_group: bool
     profile: str
-
-    @property
-    def policy_json(self) -> str:
-        return policy.render(self.policy_document)
-
-    @property
-    def canonical_policy(self) -> str:
-        return policy.canonical(self.policy_document)
 
 
 class _Collector:

@@ -18,8 +18,3 @@ class ActualGroup:
     members: frozenset[str] = frozenset()
     inline_policies: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     managed_policy_arns: frozenset[str] = frozenset()
-
-    @property
-    def is_empty(self) -> bool:
-        """IAM refuses DeleteGroup until this is true."""
-        return not (self.members or self.inline_policies or self.managed_policy_arns)
