@@ -16,6 +16,7 @@ from jets_deploy_iam.plan import (
     UpdateGroup,
     plan_delete,
     plan_reconcile,
+    plan_restore,
 )
 from jets_deploy_iam.spec import DeclaredGroup, Environment, parse_properties
 from jets_deploy_iam.state import ActualGroup
@@ -181,3 +182,31 @@ def test_member_changes_may_run_concurrently_nothing_else() -> None:
     spec = declared(Users="alice", ManagedPolicyArns=P1)
     concurrent = {type(c) for c in plan_reconcile(spec, None) if c.concurrent}
     assert concurrent == {AddMember}
+
+
+def test_restore_puts_a_group_back_exactly_as_found() -> None:
+    spec = declared(Users="alice", ManagedPolicyArns=P1)
+    other = declared(Services="s3")
+    found = actual_of(
+        spec,
+        members=frozenset({"bob", "mallory"}),
+        inline_policies={"Handmade": other.policy_document, "Second": spec.policy_document},
+        managed_policy_arns=frozenset({FOREIGN}),
+    )
+    half_done = actual_of(
+        spec,
+        members=frozenset({"alice", "bob"}),
+        inline_policies={"JetsPolicy": spec.policy_document, "Second": other.policy_document},
+        managed_policy_arns=frozenset({P1}),
+    )
+    assert [str(c) for c in plan_restore(found, half_done)] == [
+        "- delete inline policy JetsPolicy",
+        "+ put policy Handmade",
+        "~ policy Second (+apigateway:* +cloudformation:* +dynamodb:* +events:* +iam:* "
+        "+lambda:* +logs:* +route53:*)",
+        f"- detach {P1}",
+        f"+ attach {FOREIGN}",
+        "+ add user mallory",
+        "- remove user alice",
+    ]
+    assert not plan_restore(found, found)

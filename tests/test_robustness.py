@@ -21,6 +21,7 @@ from jets_deploy_iam.local.receiver import ResponseReceiver
 from processes import run_handler
 from strict_iam import StrictIam
 from test_handler import create_props, event, forward_props, snapshot
+from test_iam_engine import BIG_POLICY
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
@@ -168,6 +169,32 @@ def test_delete_fault_then_retry_removes_the_group(
         assert retry["Status"] == "SUCCESS"
     assert snapshot(iam, "Jets") is None
     assert_nothing_of_theirs_deleted(iam, world)
+
+
+@pytest.mark.parametrize("position", [1, 2, 3, 4, 5, 6])
+def test_failed_adoption_hands_the_group_back_as_it_was(
+    iam: IAMClient, strict: StrictIam, receiver: ResponseReceiver, world: dict[str, str],
+    position: int,
+) -> None:  # fmt: skip
+    iam.create_group(GroupName="Jets")
+    for user in ("bob", "carol"):
+        iam.add_user_to_group(GroupName="Jets", UserName=user)
+    iam.put_group_policy(
+        GroupName="Jets", PolicyName="Handmade", PolicyDocument=BIG_POLICY % "handmade"
+    )
+    iam.attach_group_policy(GroupName="Jets", PolicyArn=world["p1"])
+    before = snapshot(iam, "Jets")
+    props = {"Users": "alice", "AdoptExistingGroup": "true"}  # exclusive: 6 writes to adopt
+    strict.fail_write(position, "ServiceFailure")
+    response = invoke(event("Create", props), receiver)
+    strict.clear_faults()
+    assert response["Status"] == "FAILED"
+    assert "(adopted group restored)" in response["Reason"]
+    assert response["PhysicalResourceId"].startswith("no-group:")
+    assert snapshot(iam, "Jets") == before
+    rollback = invoke(event("Delete", props, response["PhysicalResourceId"]), receiver)
+    assert rollback["Status"] == "SUCCESS"
+    assert snapshot(iam, "Jets") == before
 
 
 # -- repeated deliveries and several resources ---------------------------------------------------

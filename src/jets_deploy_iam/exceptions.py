@@ -40,6 +40,7 @@ class IamApplyError(JetsDeployIamError):
     def __init__(self, change: str, code: str, message: str) -> None:
         self.change = change
         self.code = code
+        self.detail = message
         super().__init__(f"{change} failed: {code}: {message}")
 
 

@@ -221,21 +221,31 @@ def _removable(
 
 
 def _put_policy(declared: DeclaredGroup, actual: ActualGroup) -> list[Change]:
-    current = actual.inline_policies.get(declared.policy_name)
-    if current is not None and policy.same_policy(current, declared.policy_document):
-        return []
-    new_actions = policy.actions_of(declared.policy_document)
+    change = _policy_change(
+        declared.group_name,
+        declared.policy_name,
+        declared.policy_document,
+        actual.inline_policies.get(declared.policy_name),
+    )
+    return [change] if change else []
+
+
+def _policy_change(
+    group: str, name: str, wanted: Mapping[str, Any], current: Mapping[str, Any] | None
+) -> PutPolicy | None:
+    """A put of ``wanted`` unless ``current`` already means the same, with the action delta."""
+    if current is not None and policy.same_policy(current, wanted):
+        return None
+    new_actions = policy.actions_of(wanted)
     old_actions = policy.actions_of(current) if current is not None else frozenset()
-    return [
-        PutPolicy(
-            declared.group_name,
-            declared.policy_name,
-            declared.policy_document,
-            added_actions=new_actions - old_actions,
-            removed_actions=old_actions - new_actions,
-            replaces=current is not None,
-        )
-    ]
+    return PutPolicy(
+        group,
+        name,
+        wanted,
+        added_actions=new_actions - old_actions,
+        removed_actions=old_actions - new_actions,
+        replaces=current is not None,
+    )
 
 
 def plan_delete(actual: ActualGroup | None) -> Plan:
@@ -247,4 +257,31 @@ def plan_delete(actual: ActualGroup | None) -> Plan:
     changes += [DeletePolicy(name, p) for p in sorted(actual.inline_policies)]
     changes += [DetachPolicy(name, a) for a in sorted(actual.managed_policy_arns)]
     changes.append(DeleteGroup(name))
+    return Plan(tuple(changes))
+
+
+def plan_restore(snapshot: ActualGroup, current: ActualGroup) -> Plan:
+    """Changes that put ``current`` back exactly as ``snapshot`` was (name and path unchanged).
+
+    Used to undo a failed adoption: the group was not ours, so a failed Create must hand it back
+    as it found it rather than leave it half reconciled.
+    """
+    name = current.name
+    changes: list[Change] = [
+        DeletePolicy(name, p)
+        for p in sorted(set(current.inline_policies) - set(snapshot.inline_policies))
+    ]
+    for policy_name, document in sorted(snapshot.inline_policies.items()):
+        put = _policy_change(name, policy_name, document, current.inline_policies.get(policy_name))
+        changes += [put] if put else []
+    changes += [
+        DetachPolicy(name, a)
+        for a in sorted(current.managed_policy_arns - snapshot.managed_policy_arns)
+    ]
+    changes += [
+        AttachPolicy(name, a)
+        for a in sorted(snapshot.managed_policy_arns - current.managed_policy_arns)
+    ]
+    changes += [AddMember(name, u) for u in sorted(snapshot.members - current.members)]
+    changes += [RemoveMember(name, u) for u in sorted(current.members - snapshot.members)]
     return Plan(tuple(changes))

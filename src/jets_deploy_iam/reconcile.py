@@ -15,7 +15,7 @@ from jets_deploy_iam.exceptions import GroupConflictError, IamApplyError
 from jets_deploy_iam.iam.applier import ApplyResult, OnApplied, apply_plan
 from jets_deploy_iam.iam.preflight import preflight
 from jets_deploy_iam.iam.reader import find_group, read_group
-from jets_deploy_iam.plan import Plan, plan_delete, plan_reconcile
+from jets_deploy_iam.plan import Plan, plan_delete, plan_reconcile, plan_restore
 from jets_deploy_iam.spec import DeclaredGroup, is_group_name
 from jets_deploy_iam.state import ActualGroup
 
@@ -131,7 +131,25 @@ class Reconciler:
         return plan_reconcile(declared, actual, previous)
 
     def create(self, declared: DeclaredGroup) -> Outcome:
-        return self._converge(declared, self.observe_create(declared), previous=None)
+        actual = self.observe_create(declared)
+        try:
+            return self._converge(declared, actual, previous=None)
+        except IamApplyError as error:
+            if actual is None:
+                raise  # the group is ours: CloudFormation's rollback Delete removes it
+            raise self._hand_back(actual, error) from error
+
+    def _hand_back(self, snapshot: ActualGroup, error: IamApplyError) -> IamApplyError:
+        """Undo a failed adoption: the group goes back exactly as it was found."""
+        try:
+            current = self._read(snapshot.name)
+            if current is not None:
+                restore = plan_restore(snapshot, current)
+                apply_plan(self.client, restore, self.config, self.deadline, self.on_applied)
+        except Exception as undo:
+            detail = f"{error.detail}; restoring the adopted group also failed: {undo}"
+            return IamApplyError(error.change, error.code, detail)
+        return IamApplyError(error.change, error.code, f"{error.detail} (adopted group restored)")
 
     def update(
         self, declared: DeclaredGroup, previous: DeclaredGroup | None, physical_id: str
