@@ -25,10 +25,10 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from jets_deploy_iam.exceptions import JetsDeployIamError
 from jets_deploy_iam.iam.reader import read_group
-from jets_deploy_iam.plan import Plan
-from jets_deploy_iam.reconcile import Reconciler
+from jets_deploy_iam.plan import Plan, plan_reconcile
+from jets_deploy_iam.reconcile import Reconciler, preview_request
 from jets_deploy_iam.render import Style, plan_lines
-from jets_deploy_iam.spec import Environment, parse_previous, parse_properties
+from jets_deploy_iam.spec import Environment, parse_properties
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
@@ -166,29 +166,26 @@ def _plan(args: argparse.Namespace, out: Style) -> int:
     reconciler = Reconciler(iam)
     if args.event:
         event = _read_event(args.event)
-        kind = event["RequestType"]
-        physical_id = event.get("PhysicalResourceId")
+        kind = str(event["RequestType"])
         props = event.get("ResourceProperties", {})
         env = _environment(args, props.get("ServiceToken") or event.get("ServiceToken"))
-        if kind == "Delete":
-            plan = reconciler.preview(None, physical_id=str(physical_id), delete=True)
-            return _print_plan(f"{kind} of {physical_id}", plan, out)
-        declared = parse_properties(props, env)
-        previous = parse_previous(event.get("OldResourceProperties"), env)
-        target = physical_id if kind == "Update" else None
-    else:
-        props = {
-            prop: str(value).lower() if isinstance(value, bool) else value
-            for flag, prop in _FLAG_PROPERTIES.items()
-            if (value := getattr(args, flag)) is not None
-        }
-        env = _environment(args, None)
-        declared = parse_properties(props, env)
-        previous = declared if not declared.exclusive else None
-        exists = read_group(iam, declared.group_name) is not None
-        target = declared.group_name if exists else None
-        kind = "Update" if exists else "Create"
-    plan = reconciler.preview(declared, previous, target)
+        physical_id = event.get("PhysicalResourceId")
+        plan = preview_request(
+            reconciler, kind, props, event.get("OldResourceProperties"), physical_id, env
+        )
+        name = physical_id if kind == "Delete" else props.get("GroupName", "Jets")
+        return _print_plan(f"{kind} of {name}", plan, out)
+    props = {
+        prop: str(value).lower() if isinstance(value, bool) else value
+        for flag, prop in _FLAG_PROPERTIES.items()
+        if (value := getattr(args, flag)) is not None
+    }
+    declared = parse_properties(props, _environment(args, None))
+    previous = declared if not declared.exclusive else None
+    # One read decides Update (the group exists) or Create, and is the plan's actual state.
+    actual = read_group(iam, declared.group_name)
+    kind = "Update" if actual else "Create"
+    plan = plan_reconcile(declared, actual, previous)
     return _print_plan(f"{kind} of {declared.group_name}", plan, out)
 
 

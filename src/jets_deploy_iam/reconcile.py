@@ -6,9 +6,9 @@ so the lifecycle rules of the contract live here once, not in either edge.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from jets_deploy_iam.config import Deadline, ReconcileConfig
 from jets_deploy_iam.exceptions import GroupConflictError, IamApplyError
@@ -16,7 +16,13 @@ from jets_deploy_iam.iam.applier import ApplyResult, OnApplied, apply_plan
 from jets_deploy_iam.iam.preflight import preflight
 from jets_deploy_iam.iam.reader import find_group, read_group
 from jets_deploy_iam.plan import Plan, plan_delete, plan_reconcile, plan_restore
-from jets_deploy_iam.spec import DeclaredGroup, is_group_name
+from jets_deploy_iam.spec import (
+    DeclaredGroup,
+    Environment,
+    is_group_name,
+    parse_previous,
+    parse_properties,
+)
 from jets_deploy_iam.state import ActualGroup
 
 if TYPE_CHECKING:
@@ -194,3 +200,20 @@ class Reconciler:
             return plan
         assert last_error is not None
         raise last_error
+
+
+def preview_request(
+    reconciler: Reconciler,
+    request_type: str,
+    properties: Mapping[str, Any] | None,
+    old_properties: Mapping[str, Any] | None,
+    physical_id: str | None,
+    env: Environment,
+) -> Plan:
+    """The plan a CloudFormation request would apply, from its raw fields; reads only."""
+    if request_type == "Delete":
+        return reconciler.preview(None, physical_id=physical_id or "", delete=True)
+    declared = parse_properties(properties or {}, env)
+    previous = parse_previous(old_properties, env)
+    target = physical_id if request_type == "Update" else None
+    return reconciler.preview(declared, previous, target)

@@ -21,9 +21,9 @@ from jets_deploy_iam.local.context import FUNCTION_ARN
 from jets_deploy_iam.local.emulator import embedded_iam
 from jets_deploy_iam.local.invoke import invoke
 from jets_deploy_iam.local.receiver import ResponseReceiver
-from jets_deploy_iam.reconcile import Reconciler
+from jets_deploy_iam.reconcile import Reconciler, preview_request
 from jets_deploy_iam.render import Style, group_lines, plan_lines, response_lines
-from jets_deploy_iam.spec import Environment, parse_previous, parse_properties
+from jets_deploy_iam.spec import Environment
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
@@ -81,14 +81,10 @@ def _event(step: Step) -> dict[str, Any]:
 
 def _preview(client: IAMClient, step: Step, style: Style) -> list[str]:
     env = Environment.from_function_arn(FUNCTION_ARN)
-    reconciler = Reconciler(client)
     try:
-        if step.kind == "Delete":
-            plan = reconciler.preview(None, physical_id=step.physical_id, delete=True)
-        else:
-            declared = parse_properties(step.props, env)
-            previous = parse_previous(step.old, env)
-            plan = reconciler.preview(declared, previous, step.physical_id)
+        plan = preview_request(
+            Reconciler(client), step.kind, step.props, step.old, step.physical_id, env
+        )
     except JetsDeployIamError as error:
         return ["  " + style(f"would fail: {error}", "red")]
     return plan_lines(plan, style)
