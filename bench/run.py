@@ -46,10 +46,6 @@ def users(n: int, start: int = 0) -> list[str]:
     return [f"user{i:04d}" for i in range(start, start + n)]
 
 
-def declared(members: list[str]) -> object:
-    return parse_properties({"Users": members}, ENV)
-
-
 def scenario_calls() -> None:
     strict = StrictIam()
     with mock_aws(), strict.installed():
