@@ -53,7 +53,6 @@ class GroupInfo:
 @dataclass(frozen=True)
 class Outcome:
     plan: Plan
-    applied: int
     info: GroupInfo
 
 
@@ -172,7 +171,7 @@ class Reconciler:
     ) -> Outcome:
         plan = plan_reconcile(declared, actual, previous)
         result = self._execute(plan, actual)
-        return Outcome(plan, len(result.applied), self._info(declared, actual, result))
+        return Outcome(plan, self._info(declared, actual, result))
 
     def _info(
         self, declared: DeclaredGroup, actual: ActualGroup | None, result: ApplyResult
