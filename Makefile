@@ -41,7 +41,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict src
+	$(BIN)/mypy --strict -p jets_deploy_iam -p jets_deploy_iam_cli
 
 cfn-lint: $(STAMP)
 	$(BIN)/cfn-lint template.yaml examples/*.yaml

@@ -111,7 +111,7 @@ def scenario_delete_end_to_end(members: int = 100) -> None:
 
     import boto3
 
-    from jets_deploy_iam.local.receiver import ResponseReceiver
+    from jets_deploy_iam_cli.local.receiver import ResponseReceiver
     from processes import run_handler, started_moto_server
 
     with started_moto_server() as url, tempfile.TemporaryDirectory() as tmp:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from jets_deploy_iam.local.receiver import ResponseReceiver
+from jets_deploy_iam_cli.local.receiver import ResponseReceiver
 
 
 def _free_port() -> int:
@@ -80,7 +80,7 @@ def run_handler(
         **(extra_env or {}),
     }
     done = subprocess.run(
-        [*python, "-m", "jets_deploy_iam.local.runtime", str(path)],
+        [*python, "-m", "jets_deploy_iam_cli.local.runtime", str(path)],
         env=env,
         cwd=tmp,
         capture_output=True,

@@ -12,8 +12,8 @@ import boto3
 import pytest
 
 from helpers import ACCOUNT, declared, make_policy, make_users
-from jets_deploy_iam import cli
 from jets_deploy_iam.reconcile import Reconciler
+from jets_deploy_iam_cli import cli
 from strict_iam import StrictIam
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ def test_demo_runs_the_whole_lifecycle(capsys: pytest.CaptureFixture[str]) -> No
 def test_help_for_every_command() -> None:
     for command in ([], ["demo"], ["plan"], ["drift"], ["invoke"]):
         done = subprocess.run(
-            [sys.executable, "-m", "jets_deploy_iam.cli", *command, "--help"],
+            [sys.executable, "-m", "jets_deploy_iam_cli.cli", *command, "--help"],
             capture_output=True,
             text=True,
             check=False,

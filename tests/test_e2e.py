@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 import pytest
 
-from jets_deploy_iam.local.receiver import SIGNATURE, ResponseReceiver
+from jets_deploy_iam_cli.local.receiver import SIGNATURE, ResponseReceiver
 from processes import run_handler
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"

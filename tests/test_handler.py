@@ -18,8 +18,8 @@ import pytest
 from helpers import ACCOUNT, make_policy, make_users
 from jets_deploy_iam import handler, policy
 from jets_deploy_iam.iam.reader import read_group
-from jets_deploy_iam.local.invoke import invoke
-from jets_deploy_iam.local.receiver import SIGNATURE, ResponseReceiver
+from jets_deploy_iam_cli.local.invoke import invoke
+from jets_deploy_iam_cli.local.receiver import SIGNATURE, ResponseReceiver
 from strict_iam import StrictIam
 
 if TYPE_CHECKING:

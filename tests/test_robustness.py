@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from helpers import ENV, make_policy, make_users
 from jets_deploy_iam import handler, spec
 from jets_deploy_iam.exceptions import InvalidPropertiesError
-from jets_deploy_iam.local.invoke import invoke
-from jets_deploy_iam.local.receiver import ResponseReceiver
+from jets_deploy_iam_cli.local.invoke import invoke
+from jets_deploy_iam_cli.local.receiver import ResponseReceiver
 from processes import run_handler
 from strict_iam import StrictIam
 from test_handler import create_props, event, forward_props, snapshot

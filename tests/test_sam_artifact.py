@@ -15,12 +15,13 @@ from pathlib import Path
 
 import boto3
 
-from jets_deploy_iam.local.receiver import ResponseReceiver
+from jets_deploy_iam_cli.local.receiver import ResponseReceiver
 from processes import run_handler
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / ".aws-sam" / "build" / "JetsDeployIamFunction"
 RUNTIME_PYTHON = ROOT / ".venv-runtime" / "bin" / "python"
+CLI = ROOT / "src" / "cli"  # only for the local runtime shim that calls the built handler
 
 
 def test_artifact_contains_only_the_function_and_its_runtime_requirements() -> None:
@@ -28,11 +29,12 @@ def test_artifact_contains_only_the_function_and_its_runtime_requirements() -> N
     top = {p.name.split("-")[0] for p in BUILD.iterdir() if not p.name.endswith(".dist-info")}
     assert {"jets_deploy_iam", "crhelper", "aws_lambda_powertools"} <= top
     assert not any(name.startswith(("boto3", "botocore", "moto", "pytest")) for name in top)
+    assert "jets_deploy_iam_cli" not in top  # the command line is not part of the bundle
 
 
 def test_built_function_handles_create_without_the_repo(moto_server: str, tmp_path: Path) -> None:
     assert RUNTIME_PYTHON.exists(), "no runtime venv: run `make test`"
-    env = {"PYTHONPATH": str(BUILD), "PYTHONNOUSERSITE": "1"}
+    env = {"PYTHONPATH": f"{BUILD}:{CLI}", "PYTHONNOUSERSITE": "1"}
     where = subprocess.run(
         [str(RUNTIME_PYTHON), "-c", "import sys, jets_deploy_iam, crhelper; "
          "print(sys.version_info[:2], jets_deploy_iam.__file__, crhelper.__file__)"],

@@ -17,7 +17,7 @@ from cfnlint.decode import cfn_yaml
 from jets_deploy_iam import spec
 
 ROOT = Path(__file__).resolve().parent.parent
-SRC = ROOT / "src" / "jets_deploy_iam"
+SRC = ROOT / "src" / "function" / "jets_deploy_iam"
 GROUP_ARN = "arn:${AWS::Partition}:iam::${AWS::AccountId}:group/*"
 
 
@@ -39,8 +39,6 @@ def iam_calls_in_code() -> set[str]:
     """IAM API names the function can call: client methods and paginators in src/."""
     calls: set[str] = set()
     for path in SRC.rglob("*.py"):
-        if "local" in path.parts or path.name == "cli.py":
-            continue  # not part of the Lambda's runtime path
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if (
@@ -97,10 +95,10 @@ def test_function_settings(template: Any) -> None:
     function = template["Resources"]["JetsDeployIamFunction"]["Properties"]
     assert function["Runtime"] == "python3.13"
     assert function["Architectures"] == ["arm64"]
-    assert function["CodeUri"] == "src/"
+    assert function["CodeUri"] == "src/function/"
     module, name = function["Handler"].rsplit(".", 1)
-    assert (ROOT / "src" / (module.replace(".", "/") + ".py")).exists()
-    assert f"def {name}(" in (ROOT / "src" / (module.replace(".", "/") + ".py")).read_text()
+    source = ROOT / "src" / "function" / (module.replace(".", "/") + ".py")
+    assert f"def {name}(" in source.read_text()
     env = function["Environment"]["Variables"]
     assert env["POWERTOOLS_LOG_LEVEL"] == {"Ref": "LogLevel"}
     resource = template["Resources"]["JetsDeployGroup"]["Properties"]
@@ -143,7 +141,7 @@ def test_outputs_are_exported_for_other_stacks(template: Any) -> None:
 def test_runtime_requirements_are_pinned_and_exclude_boto3() -> None:
     lines = [
         line
-        for line in (ROOT / "src" / "requirements.txt").read_text().splitlines()
+        for line in (ROOT / "src" / "function" / "requirements.txt").read_text().splitlines()
         if line and not line.startswith("#")
     ]
     assert all("==" in line for line in lines)

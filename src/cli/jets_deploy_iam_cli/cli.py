@@ -27,8 +27,8 @@ from jets_deploy_iam.exceptions import JetsDeployIamError
 from jets_deploy_iam.iam.reader import read_group
 from jets_deploy_iam.plan import Plan, plan_reconcile
 from jets_deploy_iam.reconcile import Reconciler, preview_request
-from jets_deploy_iam.render import Style, plan_lines
 from jets_deploy_iam.spec import Environment, parse_properties
+from jets_deploy_iam_cli.render import Style, plan_lines
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
@@ -203,7 +203,7 @@ def _print_plan(title: str, plan: Plan, style: Style) -> int:
 
 
 def _drift(args: argparse.Namespace, style: Style) -> int:
-    from jets_deploy_iam.stack import read_stack
+    from jets_deploy_iam_cli.stack import read_stack
 
     deployed = read_stack(_client("cloudformation", args.endpoint_url), args.stack)
     declared = parse_properties(deployed.properties, deployed.env)
@@ -227,7 +227,7 @@ def _drift(args: argparse.Namespace, style: Style) -> int:
 @contextlib.contextmanager
 def _iam(endpoint_url: str | None, seed_users: Sequence[str]) -> Iterator[IAMClient]:
     if endpoint_url is None:
-        from jets_deploy_iam.local.emulator import embedded_iam
+        from jets_deploy_iam_cli.local.emulator import embedded_iam
 
         with embedded_iam(seed_users) as client:
             yield client
@@ -255,8 +255,8 @@ def _group_state(client: IAMClient, name: str) -> dict[str, Any] | None:
 
 
 def _invoke(args: argparse.Namespace, _style: Style) -> int:
-    from jets_deploy_iam.local.invoke import invoke
-    from jets_deploy_iam.local.receiver import ResponseReceiver
+    from jets_deploy_iam_cli.local.invoke import invoke
+    from jets_deploy_iam_cli.local.receiver import ResponseReceiver
 
     event = _read_event(args.event)
     with _iam(args.endpoint_url, args.seed_users) as client, ResponseReceiver() as receiver:
@@ -267,7 +267,7 @@ def _invoke(args: argparse.Namespace, _style: Style) -> int:
 
 
 def _demo(_args: argparse.Namespace, _style: Style) -> int:
-    from jets_deploy_iam.local.demo import run
+    from jets_deploy_iam_cli.local.demo import run
 
     return run()
 

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from jets_deploy_iam.exceptions import JetsDeployIamError
 from jets_deploy_iam.iam.reader import read_group
-from jets_deploy_iam.local.context import FUNCTION_ARN
-from jets_deploy_iam.local.emulator import embedded_iam
-from jets_deploy_iam.local.invoke import invoke
-from jets_deploy_iam.local.receiver import ResponseReceiver
 from jets_deploy_iam.reconcile import Reconciler, preview_request
-from jets_deploy_iam.render import Style, group_lines, plan_lines, response_lines
 from jets_deploy_iam.spec import Environment
+from jets_deploy_iam_cli.local.context import FUNCTION_ARN
+from jets_deploy_iam_cli.local.emulator import embedded_iam
+from jets_deploy_iam_cli.local.invoke import invoke
+from jets_deploy_iam_cli.local.receiver import ResponseReceiver
+from jets_deploy_iam_cli.render import Style, group_lines, plan_lines, response_lines
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient

@@ -1,6 +1,6 @@
 """Run the handler once in its own process, as the Lambda runtime would.
 
-``python -m jets_deploy_iam.local.runtime EVENT.json [TIMEOUT]``: the event's ResponseURL must
+``python -m jets_deploy_iam_cli.local.runtime EVENT.json [TIMEOUT]``: the event's ResponseURL must
 already point at a receiver; IAM is whatever ``AWS_ENDPOINT_URL_IAM`` names.
 """
 
@@ -10,7 +10,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, cast
 
-from jets_deploy_iam.local.context import FakeLambdaContext
+from jets_deploy_iam_cli.local.context import FakeLambdaContext
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

@@ -6,8 +6,8 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
-from jets_deploy_iam.local.context import FakeLambdaContext
-from jets_deploy_iam.local.receiver import ResponseReceiver
+from jets_deploy_iam_cli.local.context import FakeLambdaContext
+from jets_deploy_iam_cli.local.receiver import ResponseReceiver
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
