@@ -31,6 +31,7 @@ _DEPRECATED_POLICIES = {
 }
 
 PROFILES = ("baseline", "scoped")
+DRIFT_ACTIONS = ("report", "correct")
 
 KNOWN_PROPERTIES = frozenset(
     {
@@ -47,6 +48,7 @@ KNOWN_PROPERTIES = frozenset(
         "Users",
         "Exclusive",
         "AdoptExistingGroup",
+        "DriftAction",
     }
 )
 
@@ -79,6 +81,8 @@ class DeclaredGroup:
     exclusive: bool
     adopt_existing_group: bool
     profile: str
+    #: what the scheduled drift check does between deploys: report, or correct
+    drift_action: str = "report"
 
 
 class _Collector:
@@ -146,10 +150,17 @@ class _Collector:
         return tuple(result)
 
 
-def _show(value: Any, limit: int = 40) -> str:
-    """A bad value quoted for an error message, cut so the Reason stays under 256 characters."""
+def _show(value: Any, limit: int = 48) -> str:
+    """A bad value quoted for an error message, cut so the Reason stays under 256 characters.
+
+    A long value keeps its start and its distinguishing end (an ARN's policy name, a user name
+    after a common prefix); its quotes stay balanced because both ends are kept.
+    """
     text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) // 3
+    return text[:head] + "\u2026" + text[-(limit - 1 - head) :]
 
 
 def _check_user(name: str) -> str | None:
@@ -213,6 +224,9 @@ def parse_properties(props: Mapping[str, Any], env: Environment) -> DeclaredGrou
     users = c.listing("Users", (), _check_user)
     exclusive = c.boolean("Exclusive", True)
     adopt = c.boolean("AdoptExistingGroup", False)
+    drift_action = c.scalar("DriftAction", "report")
+    if drift_action not in DRIFT_ACTIONS:
+        c.fail(f"DriftAction {_show(drift_action)} is invalid: use report or correct")
 
     if len(arns) > MAX_ATTACHED_POLICIES:
         c.fail(
@@ -232,6 +246,7 @@ def parse_properties(props: Mapping[str, Any], env: Environment) -> DeclaredGrou
         exclusive=exclusive,
         adopt_existing_group=adopt,
         profile=profile,
+        drift_action=drift_action,
     )
 
 
