@@ -34,6 +34,18 @@ class GroupConflictError(JetsDeployIamError):
     """The group exists but this resource does not own it (and may not adopt it)."""
 
 
+class MalformedEventError(JetsDeployIamError):
+    """The event lacks what the protocol needs to answer it: it is logged and dropped."""
+
+
+class RegistryError(JetsDeployIamError):
+    """The registry cannot be read or written: the request fails before any IAM write."""
+
+
+class RegistryConflictError(RegistryError):
+    """Someone else wrote the resource's record between our read and our write."""
+
+
 class IamApplyError(JetsDeployIamError):
     """An IAM write failed while applying a plan; earlier writes of the plan stay applied."""
 

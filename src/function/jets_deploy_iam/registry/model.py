@@ -1,0 +1,232 @@
+"""The registry's record of one custom resource, and its JSON form.
+
+One record per resource (StackId, LogicalResourceId). It is the only place that knows what a
+resource owns: IAM groups cannot be tagged, and CloudFormation sends nothing but the current and
+previous properties. A record holds, per group the resource manages (two during a rename):
+
+* the GroupId, so a Delete acts only on the very group this resource created or adopted;
+* the properties and policy document last applied (what the scheduled drift check enforces);
+* the ownership: what the resource added itself (a non-exclusive resource removes nothing else);
+* ``pair``: the other side of an unfinished rename (a Delete of either side removes it whole);
+
+and, for the resource: the undo record of its last Update (what CloudFormation's rollback Update
+restores), the request under way (write-ahead, not yet committed) and the answers already sent
+(a repeated delivery gets the recorded answer again and makes no write).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from jets_deploy_iam.ownership import Ownership
+from jets_deploy_iam.request import Request, ResourceKey
+from jets_deploy_iam.response import Response
+from jets_deploy_iam.state import ActualGroup
+from jets_deploy_iam.undo import Undo
+
+#: Answers kept for repeated deliveries (CloudFormation sends one request at a time per resource).
+ANSWERS_KEPT = 10
+
+
+@dataclass(frozen=True)
+class GroupRecord:
+    name: str
+    #: None until IAM confirmed CreateGroup (a write-ahead record of a Create)
+    group_id: str | None
+    properties: Mapping[str, Any] = field(hash=False)
+    document: Mapping[str, Any] = field(hash=False)
+    exclusive: bool = True
+    ownership: Ownership = field(default_factory=Ownership)
+    #: the other group of a rename CloudFormation has not cleaned up or rolled back yet
+    pair: str | None = None
+
+    def matches(self, group: ActualGroup) -> bool:
+        """Is ``group`` the very group this record is about (not a namesake made since)?"""
+        return group.name == self.name and self.group_id in (None, group.group_id)
+
+
+@dataclass(frozen=True)
+class LastUpdate:
+    """The last Update of the resource, to recognise and serve CloudFormation's rollback."""
+
+    request_id: str
+    physical_id: str
+    properties: Any
+    old_properties: Any
+    undo: Undo
+
+    def reversed_by(self, request: Request) -> bool:
+        """CloudFormation's rollback Update sends the same physical id with the properties
+        swapped."""
+        return (
+            request.kind == "Update"
+            and request.request_id != self.request_id
+            and request.physical_id == self.physical_id
+            and _same(request.properties, self.old_properties)
+            and _same(request.old_properties, self.properties)
+        )
+
+
+def _same(a: Any, b: Any) -> bool:
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class ResourceRecord:
+    key: ResourceKey
+    groups: Mapping[str, GroupRecord] = field(default_factory=dict)
+    #: the physical id last answered with SUCCESS (None once deleted)
+    current: str | None = None
+    last_update: LastUpdate | None = None
+    answers: tuple[tuple[str, Response], ...] = ()
+    #: the RequestId whose IAM writes are under way (write-ahead, not committed yet)
+    in_progress: str | None = None
+
+    def answer_for(self, request_id: str) -> Response | None:
+        return next((r for rid, r in self.answers if rid == request_id), None)
+
+    def with_answer(self, request_id: str, response: Response) -> ResourceRecord:
+        kept = tuple((rid, r) for rid, r in self.answers if rid != request_id)
+        return replace(
+            self, answers=(*kept, (request_id, response))[-ANSWERS_KEPT:], in_progress=None
+        )
+
+    def with_group(self, group: GroupRecord) -> ResourceRecord:
+        return replace(self, groups={**self.groups, group.name: group})
+
+    def without_group(self, name: str) -> ResourceRecord:
+        groups = {n: g for n, g in self.groups.items() if n != name}
+        groups = {n: replace(g, pair=None) if g.pair == name else g for n, g in groups.items()}
+        current = self.current if self.current != name else _survivor(self.groups.get(name))
+        return replace(self, groups=groups, current=current)
+
+    @property
+    def deleted(self) -> bool:
+        return not self.groups and self.current is None
+
+
+def _survivor(group: GroupRecord | None) -> str | None:
+    """Deleting one side of a rename leaves the other as the resource's group."""
+    return group.pair if group else None
+
+
+# -- JSON form ------------------------------------------------------------------------------
+
+
+def ownership_json(o: Ownership) -> dict[str, Any]:
+    return {
+        "members": sorted(o.members),
+        "attached": sorted(o.attached),
+        "inline": sorted(o.inline),
+        "originals": dict(o.originals),
+    }
+
+
+def ownership_of(data: Mapping[str, Any]) -> Ownership:
+    return Ownership(
+        members=frozenset(data.get("members", ())),
+        attached=frozenset(data.get("attached", ())),
+        inline=frozenset(data.get("inline", ())),
+        originals=dict(data.get("originals", {})),
+    )
+
+
+def undo_json(u: Undo) -> dict[str, Any]:
+    return {
+        "group": u.group,
+        "created": u.created,
+        "path": u.path,
+        "members": dict(u.members),
+        "attached": dict(u.attached),
+        "inline": dict(u.inline),
+        "ownership": ownership_json(u.ownership),
+    }
+
+
+def undo_of(data: Mapping[str, Any]) -> Undo:
+    return Undo(
+        group=data["group"],
+        created=bool(data.get("created")),
+        path=data.get("path"),
+        members=dict(data.get("members", {})),
+        attached=dict(data.get("attached", {})),
+        inline=dict(data.get("inline", {})),
+        ownership=ownership_of(data.get("ownership", {})),
+    )
+
+
+def record_json(r: ResourceRecord) -> dict[str, Any]:
+    return {
+        "groups": {
+            name: {
+                "group_id": g.group_id,
+                "properties": g.properties,
+                "document": g.document,
+                "exclusive": g.exclusive,
+                "ownership": ownership_json(g.ownership),
+                "pair": g.pair,
+            }
+            for name, g in r.groups.items()
+        },
+        "current": r.current,
+        "last_update": None
+        if r.last_update is None
+        else {
+            "request_id": r.last_update.request_id,
+            "physical_id": r.last_update.physical_id,
+            "properties": r.last_update.properties,
+            "old_properties": r.last_update.old_properties,
+            "undo": undo_json(r.last_update.undo),
+        },
+        "answers": [
+            {
+                "request_id": rid,
+                "status": a.status,
+                "physical_id": a.physical_id,
+                "reason": a.reason,
+                "data": dict(a.data),
+            }
+            for rid, a in r.answers
+        ],
+        "in_progress": r.in_progress,
+    }
+
+
+def record_of(key: ResourceKey, data: Mapping[str, Any]) -> ResourceRecord:
+    last = data.get("last_update")
+    return ResourceRecord(
+        key=key,
+        groups={
+            name: GroupRecord(
+                name=name,
+                group_id=g.get("group_id"),
+                properties=g.get("properties", {}),
+                document=g.get("document", {}),
+                exclusive=bool(g.get("exclusive", True)),
+                ownership=ownership_of(g.get("ownership", {})),
+                pair=g.get("pair"),
+            )
+            for name, g in data.get("groups", {}).items()
+        },
+        current=data.get("current"),
+        last_update=None
+        if not last
+        else LastUpdate(
+            request_id=last["request_id"],
+            physical_id=last["physical_id"],
+            properties=last.get("properties"),
+            old_properties=last.get("old_properties"),
+            undo=undo_of(last["undo"]),
+        ),
+        answers=tuple(
+            (
+                a["request_id"],
+                Response(a["status"], a["physical_id"], a.get("reason", ""), a.get("data", {})),
+            )
+            for a in data.get("answers", ())
+        ),
+        in_progress=data.get("in_progress"),
+    )
