@@ -23,8 +23,11 @@ class ReconcileConfig:
     backoff_max: float = 4.0
     #: MaxItems for paged reads (IAM's maximum; it may still return fewer).
     page_size: int = 1000
-    #: Stop starting IAM calls when less than this many seconds of Lambda time are left.
-    deadline_margin: float = 20.0
+    #: Stop starting IAM work when less than this many seconds of Lambda time are left.
+    deadline_margin: float = 30.0
+    #: A failure's undo (or an adoption's hand-back) may start IAM calls until this many seconds
+    #: are left; what remains after it is for the registry and the response.
+    undo_margin: float = 12.0
     #: botocore standard-mode attempts (retries Throttling, not LimitExceeded).
     max_attempts: int = 8
     sleep: Callable[[float], None] = field(default=time.sleep, compare=False, repr=False)
@@ -49,6 +52,7 @@ class ReconcileConfig:
             max_in_flight=max(1, int(num("JETS_MAX_IN_FLIGHT", base.max_in_flight))),
             consistency_timeout=num("JETS_CONSISTENCY_TIMEOUT", base.consistency_timeout),
             deadline_margin=num("JETS_DEADLINE_MARGIN", base.deadline_margin),
+            undo_margin=num("JETS_UNDO_MARGIN", base.undo_margin),
             max_attempts=int(num("JETS_MAX_ATTEMPTS", base.max_attempts)),
         )
 

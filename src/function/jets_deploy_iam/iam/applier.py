@@ -20,6 +20,7 @@ from jets_deploy_iam import policy
 from jets_deploy_iam.config import Deadline, ReconcileConfig
 from jets_deploy_iam.exceptions import IamApplyError
 from jets_deploy_iam.iam.client import error_code, error_message
+from jets_deploy_iam.iam.reader import read_group
 from jets_deploy_iam.plan import (
     AddMember,
     AttachPolicy,
@@ -61,14 +62,9 @@ def _call(client: IAMClient, change: Change) -> dict[str, Any]:
     g = change.group
     match change:
         case CreateGroup(path=path):
-            return dict(client.create_group(GroupName=g, Path=path)["Group"])
-        case UpdateGroup(new_name=new_name, new_path=new_path):
-            kwargs: dict[str, str] = {}
-            if new_name:
-                kwargs["NewGroupName"] = new_name
-            if new_path:
-                kwargs["NewPath"] = new_path
-            client.update_group(GroupName=g, **kwargs)
+            return _create_group(client, g, path)
+        case UpdateGroup(new_path=new_path):
+            client.update_group(GroupName=g, NewPath=new_path)
         case PutPolicy(policy_name=name, document=doc):
             client.put_group_policy(GroupName=g, PolicyName=name, PolicyDocument=policy.render(doc))
         case DeletePolicy(policy_name=name):
@@ -86,6 +82,26 @@ def _call(client: IAMClient, change: Change) -> dict[str, Any]:
         case _:
             raise TypeError(f"unknown change {change!r}")
     return {}
+
+
+def _create_group(client: IAMClient, name: str, path: str) -> dict[str, Any]:
+    """CreateGroup, counting our own lost response as created.
+
+    Every CreateGroup runs right after the pre-flight saw the name free. If it is answered
+    EntityAlreadyExists, the likeliest cause is our own earlier attempt whose response was lost
+    (botocore retried it): the group then has exactly this name and path and no members yet.
+    Anything else is someone else's group and the error stands.
+    """
+    try:
+        return dict(client.create_group(GroupName=name, Path=path)["Group"])
+    except ClientError as error:
+        if error_code(error) != "EntityAlreadyExists":
+            raise
+        found = client.get_group(GroupName=name, MaxItems=1)
+        group = dict(found["Group"])
+        if group["GroupName"] != name or group["Path"] != path or found["Users"]:
+            raise
+        return group
 
 
 _REMOVALS = (DeletePolicy, DetachPolicy, RemoveMember, DeleteGroup)
@@ -152,8 +168,6 @@ class Applier:
             if isinstance(change, CreateGroup):
                 self.result.created = answer
                 self._fresh.add(change.group)
-            if isinstance(change, UpdateGroup) and change.new_name:
-                self._fresh.add(change.new_name)
             self.result.applied.append(change)
             self.on_applied(change)  # under the lock: callbacks never run concurrently
 
@@ -167,7 +181,7 @@ class Applier:
                 code = error_code(error)
                 fresh = change.group in self._fresh
                 gone = code == "NoSuchEntity" and not fresh and isinstance(change, _REMOVALS)
-                if gone and (not isinstance(change, DeleteGroup) or self._group_gone(change.group)):
+                if gone and self._confirmed_gone(change):
                     return {}  # already gone: a retried request must not fail on it
                 retry = code == "NoSuchEntity" and fresh
                 if not retry or waited >= self.config.consistency_timeout:
@@ -178,14 +192,31 @@ class Applier:
             waited += delay
             delay = min(delay * 2, self.config.backoff_max)
 
-    def _group_gone(self, name: str) -> bool:
-        """A group read moments ago that DeleteGroup calls missing: believe it only if a read
-        agrees, so a group is never left behind on IAM's (eventually consistent) word."""
+    def _confirmed_gone(self, change: Change) -> bool:
+        """A removal IAM answers NoSuchEntity is done only if a read agrees: IAM is eventually
+        consistent, and a revocation must never be counted on its word alone."""
         try:
-            self.client.get_group(GroupName=name, MaxItems=1)
+            match change:
+                case RemoveMember(user=user):
+                    group = read_group(self.client, change.group, self.config.page_size)
+                    return group is None or user not in group.members
+                case DetachPolicy(arn=arn):
+                    return arn not in _attached_arns(self.client, change.group)
+                case DeletePolicy(policy_name=name):
+                    self.client.get_group_policy(GroupName=change.group, PolicyName=name)
+                    return False
+                case _:
+                    self.client.get_group(GroupName=change.group, MaxItems=1)
+                    return False
         except ClientError as error:
             return error_code(error) == "NoSuchEntity"
-        return False
+
+
+def _attached_arns(client: IAMClient, group: str) -> set[str]:
+    arns: set[str] = set()
+    for page in client.get_paginator("list_attached_group_policies").paginate(GroupName=group):
+        arns.update(a["PolicyArn"] for a in page["AttachedPolicies"])
+    return arns
 
 
 def _apply_error(change: Change, error: ClientError) -> IamApplyError:

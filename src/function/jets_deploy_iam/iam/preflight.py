@@ -24,7 +24,6 @@ from jets_deploy_iam.plan import (
     DetachPolicy,
     Plan,
     PutPolicy,
-    UpdateGroup,
 )
 from jets_deploy_iam.spec import MAX_ATTACHED_POLICIES
 from jets_deploy_iam.state import ActualGroup
@@ -81,10 +80,9 @@ def _check_limits(plan: Plan, actual: ActualGroup | None) -> list[str]:
 
 
 def _check_new_name(client: IAMClient, plan: Plan) -> list[str]:
-    """A create or rename target must be free (IAM compares names case-insensitively)."""
+    """A group to create (a Create, or the new group of a rename) must have a free name: IAM
+    compares names case-insensitively."""
     targets = [c.group for c in plan.of_type(CreateGroup)]
-    targets += [c.new_name for c in plan.of_type(UpdateGroup) if c.new_name]
-    renamed_from = {c.group.lower() for c in plan.of_type(UpdateGroup)}
     problems = []
     for name in targets:
         try:
@@ -93,8 +91,6 @@ def _check_new_name(client: IAMClient, plan: Plan) -> list[str]:
             if is_code(error, "NoSuchEntity"):
                 continue
             raise
-        if existing.lower() in renamed_from:
-            continue  # a case-only rename of the group itself
         problems.append(
             f"GroupName {name}: a group named {existing} already exists and this resource does "
             "not own it; choose another GroupName or set AdoptExistingGroup true on Create"
