@@ -6,12 +6,16 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+import boto3
 import pytest
 from botocore.retries import standard
 from moto import mock_aws
 
+from helpers import TABLE, Stack, controller_sender, make_policy, make_users
 from jets_deploy_iam.config import ReconcileConfig
 from jets_deploy_iam.iam.client import make_iam_client
+from jets_deploy_iam.registry.store import DynamoDBRegistry, create_table
+from jets_deploy_iam_cli.local.receiver import ResponseReceiver
 from processes import moto_server
 from strict_iam import StrictIam
 
@@ -25,8 +29,14 @@ os.environ.update(
     AWS_DEFAULT_REGION="us-east-1",
     AWS_REGION="us-east-1",
 )
-for _var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_IAM"):
+for _var in (
+    "AWS_PROFILE",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_IAM",
+    "AWS_ENDPOINT_URL_DYNAMODB",
+):
     os.environ.pop(_var, None)
+os.environ["JETS_REGISTRY_TABLE"] = TABLE
 
 
 __all__ = ["moto_server"]
@@ -70,6 +80,34 @@ def iam(strict: StrictIam, config: ReconcileConfig) -> IAMClient:
     return make_iam_client(config)
 
 
+@pytest.fixture
+def registry(strict: StrictIam) -> DynamoDBRegistry:
+    """The registry table as the template declares it, in moto's DynamoDB."""
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    create_table(client, TABLE)
+    return DynamoDBRegistry(client, TABLE)
+
+
+@pytest.fixture
+def stack(iam: IAMClient, registry: DynamoDBRegistry, config: ReconcileConfig) -> Stack:
+    """CloudFormation driving one resource through the controller (no crhelper, no HTTPS)."""
+    return Stack(controller_sender(iam, registry, config))
+
+
 def seed_users(client: IAMClient, *names: str) -> None:
     for name in names:
         client.create_user(UserName=name)
+
+
+@pytest.fixture
+def receiver(registry: DynamoDBRegistry) -> Iterator[ResponseReceiver]:
+    """The local HTTPS endpoint standing in for CloudFormation's presigned S3 URL."""
+    with ResponseReceiver() as r:
+        yield r
+
+
+@pytest.fixture
+def world(iam: IAMClient) -> dict[str, str]:
+    """Three users and two customer managed policies."""
+    make_users(iam, ["alice", "bob", "carol"])
+    return {"p1": make_policy(iam, "p1"), "p2": make_policy(iam, "p2")}

@@ -1,10 +1,21 @@
-"""Small builders shared by the IAM-level tests."""
+"""Shared builders: one account, one event builder, and CloudFormation as it really drives a
+custom resource (``Stack``), usable against the controller in process or the whole handler."""
 
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from jets_deploy_iam import policy
+from jets_deploy_iam.config import ReconcileConfig
+from jets_deploy_iam.iam.reader import read_group
+from jets_deploy_iam.reconcile import Controller
+from jets_deploy_iam.registry.store import Registry
+from jets_deploy_iam.request import parse_request
+from jets_deploy_iam.response import Response
 from jets_deploy_iam.spec import DeclaredGroup, Environment, parse_properties
 
 if TYPE_CHECKING:
@@ -12,6 +23,15 @@ if TYPE_CHECKING:
 
 ACCOUNT = "123456789012"  # moto's default account
 ENV = Environment("aws", ACCOUNT)
+TOKEN = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:jets-deploy-iam"
+STACK = f"arn:aws:cloudformation:us-east-1:{ACCOUNT}:stack/jets/0b1c2d3e"
+OTHER_STACK = f"arn:aws:cloudformation:eu-west-1:{ACCOUNT}:stack/jets/9f8e7d6c"
+TABLE = "jets-deploy-iam-registry"
+#: An inline policy whose size is set by the bucket name substituted for %s.
+BIG_POLICY = (
+    '{"Version":"2012-10-17","Statement":'
+    '[{"Effect":"Allow","Action":"s3:*","Resource":"arn:aws:s3:::%s"}]}'
+)
 
 
 def declared(**props: Any) -> DeclaredGroup:
@@ -31,3 +51,143 @@ def make_policy(client: IAMClient, name: str) -> str:
 def make_users(client: IAMClient, names: list[str]) -> None:
     for name in names:
         client.create_user(UserName=name)
+
+
+def users(n: int, start: int = 0, prefix: str = "user") -> list[str]:
+    return [f"{prefix}{i:04d}" for i in range(start, start + n)]
+
+
+def event(
+    kind: str,
+    props: Mapping[str, Any] | None,
+    physical_id: str | None = None,
+    old: Mapping[str, Any] | None = None,
+    *,
+    stack: str = STACK,
+    logical_id: str = "JetsDeployGroup",
+    request_id: str | None = None,
+) -> dict[str, Any]:
+    """A CloudFormation request event as CloudFormation sends it."""
+    e: dict[str, Any] = {
+        "RequestType": kind,
+        "ServiceToken": TOKEN,
+        "ResponseURL": "https://example.invalid/replaced-by-the-sender",
+        "StackId": stack,
+        "RequestId": request_id or str(uuid.uuid4()),
+        "LogicalResourceId": logical_id,
+        "ResourceType": "Custom::JetsDeployGroup",
+        "ResourceProperties": {"ServiceToken": TOKEN, **(props or {})},
+    }
+    if physical_id is not None:
+        e["PhysicalResourceId"] = physical_id
+    if old is not None:
+        e["OldResourceProperties"] = {"ServiceToken": TOKEN, **old}
+    return e
+
+
+def snapshot(iam: IAMClient, name: str) -> dict[str, Any] | None:
+    """Everything about a group that an exact restore must bring back."""
+    group = read_group(iam, name)
+    if group is None:
+        return None
+    return {
+        "name": group.name,
+        "path": group.path,
+        "id": group.group_id,
+        "members": group.members,
+        "policies": {n: policy.canonical(d) for n, d in group.inline_policies.items()},
+        "attached": group.managed_policy_arns,
+    }
+
+
+def create_props(world: Mapping[str, str]) -> dict[str, Any]:
+    return {"Users": "alice,bob", "ManagedPolicyArns": world["p1"]}
+
+
+def forward_props(world: Mapping[str, str]) -> dict[str, Any]:
+    """An Update of ``create_props`` that changes everything, the group's name included."""
+    return {
+        "GroupName": "JetsDeployers",
+        "Users": "alice,carol",
+        "ManagedPolicyArns": world["p2"],
+        "Services": "s3,lambda",
+    }
+
+
+Sender = Callable[[dict[str, Any]], Response]
+
+
+def controller_sender(
+    iam: IAMClient, registry: Registry, config: ReconcileConfig | None = None
+) -> Sender:
+    """Requests straight to the controller: the lifecycle without crhelper or HTTPS."""
+
+    def send(e: dict[str, Any]) -> Response:
+        return Controller(iam, registry, config).handle(parse_request(e, ENV))
+
+    return send
+
+
+@dataclass
+class Stack:
+    """One custom resource in one stack, driven as CloudFormation really drives it.
+
+    * a failed Create is followed by the rollback Delete of the physical id it answered;
+    * a failed Update is followed by the rollback Update: old physical id, properties swapped;
+    * a successful Update that answered a new physical id (a replacement) is followed by the
+      cleanup Delete of the old id, or, if the stack rolls back for another reason, by the
+      Delete of the new id; a successful in-place Update followed by a stack rollback gets the
+      rollback Update (properties swapped).
+    """
+
+    send: Sender
+    stack: str = STACK
+    logical_id: str = "JetsDeployGroup"
+    physical_id: str | None = None
+    props: dict[str, Any] = field(default_factory=dict)
+    log: list[tuple[str, Response]] = field(default_factory=list)
+
+    def _request(self, kind: str, props: Mapping[str, Any] | None, physical: str | None = None,
+                 old: Mapping[str, Any] | None = None) -> Response:  # fmt: skip
+        e = event(kind, props, physical, old, stack=self.stack, logical_id=self.logical_id)
+        response = self.send(e)
+        self.log.append((kind, response))
+        return response
+
+    def create(self, props: Mapping[str, Any]) -> Response:
+        response = self._request("Create", props)
+        if response.ok:
+            self.physical_id, self.props = response.physical_id, dict(props)
+        else:
+            rollback = self._request("Delete", props, response.physical_id)
+            assert rollback.ok, rollback.reason
+        return response
+
+    def update(self, props: Mapping[str, Any], stack_rolls_back: bool = False) -> Response:
+        """Deploy new properties; ``stack_rolls_back``: another resource then fails the deploy."""
+        old, physical = self.props, self.physical_id
+        response = self._request("Update", props, physical, old)
+        if not response.ok:
+            back = self._request("Update", old, physical, props)
+            assert back.ok, back.reason
+            return response
+        replaced = response.physical_id != physical
+        if replaced and stack_rolls_back:
+            gone = self._request("Delete", props, response.physical_id)
+            assert gone.ok, gone.reason
+        elif replaced:
+            cleanup = self._request("Delete", old, physical)
+            assert cleanup.ok, cleanup.reason
+            self.physical_id, self.props = response.physical_id, dict(props)
+        elif stack_rolls_back:
+            back = self._request("Update", old, physical, props)
+            assert back.ok, back.reason
+        else:
+            self.props = dict(props)
+        return response
+
+    def delete(self) -> Response:
+        response = self._request("Delete", self.props, self.physical_id)
+        if response.ok:
+            self.physical_id = None
+        return response

@@ -13,8 +13,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
+from helpers import TABLE
+from jets_deploy_iam.registry.store import create_table
 from jets_deploy_iam_cli.local.receiver import ResponseReceiver
 
 
@@ -45,7 +48,10 @@ def started_moto_server() -> Iterator[str]:
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise RuntimeError("moto server did not start") from None
                 time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}"
+        url = f"http://127.0.0.1:{port}"
+        dynamodb = boto3.client("dynamodb", endpoint_url=url, region_name="us-east-1")
+        create_table(dynamodb, TABLE)
+        yield url
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -73,6 +79,8 @@ def run_handler(
     env = {
         **os.environ,
         "AWS_ENDPOINT_URL_IAM": endpoint,
+        "AWS_ENDPOINT_URL_DYNAMODB": endpoint,
+        "JETS_REGISTRY_TABLE": TABLE,
         "SSL_CERT_FILE": str(receiver.cafile),
         "POWERTOOLS_LOG_LEVEL": "DEBUG",
         "POWERTOOLS_SERVICE_NAME": "jets-deploy-iam",

@@ -11,7 +11,9 @@ in-process mocks and in-process servers alike) to add:
 * group inline policies over 5,120 characters (whitespace not counted) -> LimitExceeded;
 * injectable faults (any error code, e.g. Throttling or ServiceFailure) on any action, and
   NoSuchEntity for the first N calls naming a just-created group (eventual consistency);
-* a log of every request that reached IAM, retries included, to count reads and writes.
+* a log of every request that reached IAM, retries included, to count reads and writes;
+* lost responses (the write lands, the connection drops before the answer) and connection errors,
+  and a hook that runs just before a write (someone else acting at the worst moment).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import ConnectionClosedError
 from moto.core.exceptions import ServiceException
 from moto.iam import exceptions as iam_errors
 from moto.iam.responses import IamResponse
@@ -72,6 +75,13 @@ class Call:
     action: str
     group: str | None
     params: dict[str, Any]
+    #: when it reached IAM, on the layer's clock
+    at: float = 0.0
+
+
+def _dropped_connection() -> ConnectionClosedError:
+    """What botocore raises when the connection drops: it retries it like any transient error."""
+    return ConnectionClosedError(endpoint_url="https://iam.amazonaws.com/")
 
 
 class StrictIam:
@@ -91,6 +101,11 @@ class StrictIam:
         self.faulted: list[Call] = []  # every request answered with an injected error
         self.in_flight = 0
         self.max_in_flight = 0
+        self.clock: Callable[[], float] = time.monotonic
+        #: called with the action's name as each request arrives (e.g. to advance a fake clock)
+        self.on_call: Callable[[str], None] | None = None
+        self._lost: dict[str, int] = {}
+        self._hooks: dict[str, list[Callable[[], None]]] = {}
         self._lock = threading.Lock()
 
     # -- what tests use ------------------------------------------------------------------
@@ -109,11 +124,20 @@ class StrictIam:
         self._fail_write_code = code
         self._fail_write_attempts = attempts
 
+    def lose_response(self, action: str, times: int = 1) -> None:
+        """The next ``times`` ``action`` requests land, but their answers never arrive."""
+        self._lost[action] = self._lost.get(action, 0) + times
+
+    def before_write(self, action: str, hook: Callable[[], None]) -> None:
+        """Run ``hook`` once, just before the next ``action`` request is served."""
+        self._hooks.setdefault(action, []).append(hook)
+
     def clear_faults(self) -> None:
         """The outage is over: pending injected faults are dropped."""
         with self._lock:
             self.faults.clear()
             self._doomed.clear()
+            self._lost.clear()
             self._fail_write_at = 0
             self.settle_after_create = 0
             self._unsettled.clear()
@@ -139,8 +163,15 @@ class StrictIam:
         params = {k: v for k, v in response.querystring.items() if k != "Action"}
         flat = {k: v[0] if isinstance(v, list) and len(v) == 1 else v for k, v in params.items()}
         group = flat.get("GroupName")
+        at = self.clock()
+        if self.on_call is not None:
+            self.on_call(action)  # the call's duration, on a fake clock
         with self._lock:
-            self.calls.append(Call(action, group, flat))
+            hooks = self._hooks.pop(action, [])
+        for hook in hooks:
+            hook()
+        with self._lock:
+            self.calls.append(Call(action, group, flat, at))
             signature = (action, repr(sorted(flat.items())))
             if action in WRITE_ACTIONS and len(self.writes) == self._fail_write_at:
                 self._fail_write_at = 0
@@ -148,6 +179,8 @@ class StrictIam:
             if self._doomed.get(signature, 0) > 0:
                 self._doomed[signature] -= 1
                 self.faulted.append(self.calls[-1])
+                if self._fail_write_code == "connection":
+                    raise _dropped_connection()
                 raise InjectedError(self._fail_write_code, f"injected failure of {action}")
             for fault in self.faults:
                 if fault.action != action or fault.times <= 0:
@@ -218,6 +251,12 @@ class StrictIam:
                 if action == "GetGroup":
                     return layer._paged_get_group(response)
                 result = method(response)
+                with layer._lock:
+                    lost = layer._lost.get(action, 0)
+                    if lost:
+                        layer._lost[action] = lost - 1
+                if lost:
+                    raise _dropped_connection()
                 if action == "CreateGroup" and layer.settle_after_create:
                     with layer._lock:
                         name = response._get_param("GroupName").lower()

@@ -6,67 +6,75 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from helpers import declared, make_users
-from jets_deploy_iam.reconcile import Reconciler
+from helpers import Stack, controller_sender, make_users, users
+from jets_deploy_iam.registry.store import MemoryRegistry
 from strict_iam import StrictIam
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
 
 
-def users(n: int, start: int = 0) -> list[str]:
-    return [f"user{i:04d}" for i in range(start, start + n)]
+@pytest.fixture
+def registry_counts() -> MemoryRegistry:
+    return MemoryRegistry()
 
 
 @pytest.fixture
-def thousand(iam: IAMClient, strict: StrictIam) -> Reconciler:
+def thousand(iam: IAMClient, strict: StrictIam, registry_counts: MemoryRegistry) -> Stack:
     make_users(iam, users(1050))
-    reconciler = Reconciler(iam)
-    reconciler.create(declared(Users=users(1000)))
+    stack = Stack(controller_sender(iam, registry_counts))
+    assert stack.create({"Users": users(1000)}).ok
     strict.reset()
-    return reconciler
+    registry_counts.reads = registry_counts.writes = 0
+    return stack
 
 
-def test_no_op_update_of_1000_members(thousand: Reconciler, strict: StrictIam) -> None:
-    spec = declared(Users=users(1000))
-    thousand.update(spec, spec, "Jets")
+def test_no_op_update_of_1000_members(
+    thousand: Stack, strict: StrictIam, registry_counts: MemoryRegistry
+) -> None:
+    assert thousand.update({"Users": users(1000), "Exclusive": "true"}).ok
     assert len(strict.writes) == 0
     assert len(strict.reads) <= 10
+    assert (registry_counts.reads, registry_counts.writes) == (1, 1)
 
 
 def test_no_op_update_reads_pages_even_when_iam_returns_short_ones(
-    thousand: Reconciler, strict: StrictIam
+    thousand: Stack, strict: StrictIam
 ) -> None:
     strict.page_cap = 100
-    spec = declared(Users=users(1000))
-    thousand.update(spec, spec, "Jets")
+    assert thousand.update({"Users": users(1000), "Exclusive": "true"}).ok
     assert len(strict.writes) == 0
     assert strict.actions().count("GetGroup") == 10
     assert len(strict.reads) <= 13
 
 
-def test_update_adding_25_and_removing_25_of_1000(thousand: Reconciler, strict: StrictIam) -> None:
-    old = declared(Users=users(1000))
-    new = declared(Users=users(975, 25) + users(25, 1000))
-    thousand.update(new, old, "Jets")
+def test_update_adding_25_and_removing_25_of_1000(
+    thousand: Stack, strict: StrictIam, registry_counts: MemoryRegistry
+) -> None:
+    assert thousand.update({"Users": users(975, 25) + users(25, 1000)}).ok
     assert len(strict.writes) == 50
     assert sorted({c.action for c in strict.writes}) == ["AddUserToGroup", "RemoveUserFromGroup"]
+    assert (registry_counts.reads, registry_counts.writes) == (1, 2)  # read, write-ahead, outcome
 
 
-def test_400_member_create_reads_and_concurrency(iam: IAMClient, strict: StrictIam) -> None:
+def test_400_member_create_reads_and_concurrency(
+    iam: IAMClient, strict: StrictIam, stack: Stack
+) -> None:
     make_users(iam, users(400))
     strict.reset()
     strict.latency = 0.005  # long enough for calls to overlap
-    Reconciler(iam).create(declared(Users=users(400)))
+    assert stack.create({"Users": users(400)}).ok
     assert len(strict.reads) <= 20
     assert len(strict.writes) == 402
     assert 2 <= strict.max_in_flight <= 8
 
 
-def test_delete_of_100_members_makes_one_call_per_item(iam: IAMClient, strict: StrictIam) -> None:
+def test_delete_of_100_members_makes_one_call_per_item(
+    iam: IAMClient, strict: StrictIam, stack: Stack
+) -> None:
     make_users(iam, users(100))
-    Reconciler(iam).create(declared(Users=users(100)))
+    stack.create({"Users": users(100)})
     strict.reset()
-    Reconciler(iam).delete("Jets")
+    assert stack.delete().ok
     assert len(strict.writes) == 102  # 100 members, 1 inline policy, the group
     assert len(strict.reads) <= 5

@@ -37,7 +37,7 @@ def deployed(iam: IAMClient, strict: StrictIam) -> str:
     return arn
 
 
-# -- demo ----------------------------------------------------------------------------------
+# -- demo ---------------------------------------------------------------------------------------
 
 
 def test_demo_runs_the_whole_lifecycle(capsys: pytest.CaptureFixture[str]) -> None:
@@ -68,7 +68,7 @@ def test_help_for_every_command() -> None:
         assert "usage: jets-deploy-iam" in done.stdout
 
 
-# -- plan ----------------------------------------------------------------------------------
+# -- plan ---------------------------------------------------------------------------------------
 
 
 def test_plan_shows_additions_and_removals_and_writes_nothing(
@@ -176,7 +176,7 @@ def test_plan_without_credentials_says_so(
     assert "no AWS credentials found" in err
 
 
-# -- drift ---------------------------------------------------------------------------------
+# -- drift --------------------------------------------------------------------------------------
 
 STACK_TEMPLATE = {
     "Parameters": {
@@ -267,7 +267,7 @@ def test_drift_of_a_missing_stack_is_an_error(
     assert err.startswith("error: stack nope")
 
 
-# -- invoke --------------------------------------------------------------------------------
+# -- invoke -------------------------------------------------------------------------------------
 
 
 def test_invoke_runs_a_fixture_against_the_embedded_emulator(

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from cfnlint.decode import cfn_yaml
 
@@ -56,7 +57,11 @@ def iam_calls_in_code() -> set[str]:
                 arg = node.args[0]
                 assert isinstance(arg, ast.Constant)
                 calls.add(str(arg.value))
-    return {"iam:" + "".join(p.title() for p in c.split("_")) for c in calls}
+    operations = set(
+        boto3.client("iam", region_name="us-east-1").meta.service_model.operation_names
+    )
+    names = {"".join(p.title() for p in c.split("_")) for c in calls}
+    return {"iam:" + n for n in names & operations}
 
 
 def test_no_wildcard_actions_and_no_write_on_star(template: Any) -> None:
@@ -147,3 +152,31 @@ def test_runtime_requirements_are_pinned_and_exclude_boto3() -> None:
     assert all("==" in line for line in lines)
     names = {line.split("==")[0] for line in lines}
     assert names == {"crhelper", "aws-lambda-powertools"}
+
+
+def test_registry_table_is_the_one_the_code_expects_and_only_its_items_are_touched(
+    template: Any,
+) -> None:
+    from jets_deploy_iam.registry.store import PARTITION_KEY, SORT_KEY
+
+    table = template["Resources"]["RegistryTable"]
+    props = table["Properties"]
+    assert [k["AttributeName"] for k in props["KeySchema"]] == [PARTITION_KEY, SORT_KEY]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["SSESpecification"]["SSEEnabled"] is True
+    assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert table["DeletionPolicy"] == "Retain"
+    function = template["Resources"]["JetsDeployIamFunction"]["Properties"]
+    assert function["Environment"]["Variables"]["JETS_REGISTRY_TABLE"] == {"Ref": "RegistryTable"}
+    dynamodb = [
+        s
+        for s in statements(template)
+        if any(a.startswith("dynamodb:") for a in as_list(s["Action"]))
+    ]
+    assert len(dynamodb) == 1
+    assert dynamodb[0]["Resource"] == {"Fn::GetAtt": ["RegistryTable", "Arn"]}
+
+
+def test_no_second_delivery_of_an_asynchronous_invocation(template: Any) -> None:
+    function = template["Resources"]["JetsDeployIamFunction"]["Properties"]
+    assert function["EventInvokeConfig"]["MaximumRetryAttempts"] == 0

@@ -1,6 +1,7 @@
-"""The embedded IAM emulator (moto, in process): no AWS account, no network.
+"""The embedded AWS (moto, in process): IAM and the registry table, no account, no network.
 
-moto is a development dependency; only the CLI and tests import this module.
+moto is an optional dependency (``jets-deploy-iam[local]``); only the command line and the tests
+import this module.
 """
 
 from __future__ import annotations
@@ -8,29 +9,36 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import boto3
 
+from jets_deploy_iam.registry.store import DynamoDBRegistry, create_table
+
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
 
+REGISTRY_TABLE = "jets-deploy-iam-registry"
 _FAKE_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SESSION_TOKEN": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_REGION": "us-east-1",
+    "JETS_REGISTRY_TABLE": REGISTRY_TABLE,
 }
+#: Anything that could send a request elsewhere than the emulator.
+_ISOLATE = ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_IAM", "AWS_ENDPOINT_URL_DYNAMODB")
 
 
 @contextlib.contextmanager
 def fake_credentials() -> Iterator[None]:
-    """Make sure no real credentials or endpoints can be picked up while emulating."""
-    saved = {k: os.environ.get(k) for k in [*_FAKE_ENV, "AWS_PROFILE", "AWS_ENDPOINT_URL_IAM"]}
+    """No real credentials or endpoints can be picked up while emulating."""
+    saved = {k: os.environ.get(k) for k in [*_FAKE_ENV, *_ISOLATE]}
     os.environ.update(_FAKE_ENV)
-    os.environ.pop("AWS_PROFILE", None)
-    os.environ.pop("AWS_ENDPOINT_URL_IAM", None)
+    for key in _ISOLATE:
+        os.environ.pop(key, None)
     try:
         yield
     finally:
@@ -41,13 +49,22 @@ def fake_credentials() -> Iterator[None]:
                 os.environ[key] = value
 
 
+@dataclass(frozen=True)
+class EmbeddedAws:
+    iam: IAMClient
+    registry: DynamoDBRegistry
+
+
 @contextlib.contextmanager
-def embedded_iam(seed_users: Iterable[str] = ()) -> Iterator[IAMClient]:
-    """moto's IAM with AWS managed policies loaded (so AWS_ConfigRole can be attached)."""
+def embedded_aws(seed_users: Iterable[str] = ()) -> Iterator[EmbeddedAws]:
+    """moto's IAM (AWS managed policies loaded, so AWS_ConfigRole can be attached) and DynamoDB
+    with the registry table, as the SAM template creates it."""
     from moto import mock_aws
 
     with fake_credentials(), mock_aws(config={"iam": {"load_aws_managed_policies": True}}):
-        client = boto3.client("iam", region_name="us-east-1")
+        iam = boto3.client("iam", region_name="us-east-1")
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        create_table(dynamodb, REGISTRY_TABLE)
         for user in seed_users:
-            client.create_user(UserName=user)
-        yield client
+            iam.create_user(UserName=user)
+        yield EmbeddedAws(iam, DynamoDBRegistry(dynamodb, REGISTRY_TABLE))

@@ -17,12 +17,14 @@ def invoke(
     event: Mapping[str, Any], receiver: ResponseReceiver, timeout_seconds: float = 300.0
 ) -> dict[str, Any]:
     """Send ``event`` through ``lambda_handler`` and return the response CloudFormation gets."""
-    from jets_deploy_iam.handler import lambda_handler
+    from jets_deploy_iam import handler
 
+    handler._clients.cache_clear()  # clients for whatever endpoints are configured now
     os.environ["SSL_CERT_FILE"] = str(receiver.cafile)
-    request = {**event, "ResponseURL": receiver.url(str(event.get("RequestId", "local")))}
+    request_id = str(event.get("RequestId", "local"))
+    request = {**event, "ResponseURL": receiver.url(request_id)}
     context = cast("LambdaContext", FakeLambdaContext(timeout_seconds=timeout_seconds))
-    lambda_handler(request, context)
-    response = receiver.take(str(request["RequestId"]) if "RequestId" in request else None, 10)
+    handler.lambda_handler(request, context)
+    response = receiver.take(request_id if "RequestId" in event else None, 10)
     response.pop("_path", None)
     return response

@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote, unquote
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -75,7 +76,7 @@ class ResponseReceiver:
             def do_PUT(self) -> None:
                 length = int(self.headers.get("content-length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
-                body["_path"] = self.path.split("?", 1)[0]
+                body["_path"] = unquote(self.path.split("?", 1)[0])
                 with receiver._arrived:
                     receiver._received.append(body)
                     receiver._arrived.notify_all()
@@ -91,11 +92,16 @@ class ResponseReceiver:
         context.load_cert_chain(self.cafile, keyfile)
         self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # A short poll interval: shutdown() waits for the serving loop to notice (0.5 s default).
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
 
     def url(self, request_id: str) -> str:
+        """A presigned-looking URL; the RequestId is escaped, as S3 keys in real URLs are."""
+        key = quote(request_id, safe="")
         return (
-            f"https://localhost:{self.port}/cloudformation-custom-resource-response/{request_id}"
+            f"https://localhost:{self.port}/cloudformation-custom-resource-response/{key}"
             f"?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=7200&X-Amz-Signature={SIGNATURE}"
         )
 

@@ -1,0 +1,487 @@
+"""CloudFormation's protocol as it really behaves, against the controller, the registry (moto's
+DynamoDB) and IAM (moto plus the strict layer). Each hostile sequence of issue 9 is here; the
+handler-level ones (crhelper, the response PUT, crafted events) are in test_protocol.py."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from helpers import (
+    OTHER_STACK,
+    Stack,
+    controller_sender,
+    event,
+    make_policy,
+    make_users,
+    snapshot,
+)
+from jets_deploy_iam.config import Deadline, ReconcileConfig
+from jets_deploy_iam.reconcile import Controller
+from jets_deploy_iam.registry.store import DynamoDBRegistry
+from jets_deploy_iam.request import parse_request
+from strict_iam import StrictIam
+
+if TYPE_CHECKING:
+    from mypy_boto3_iam import IAMClient
+
+HANDMADE = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": "*"}],
+}
+
+
+@pytest.fixture
+def world(iam: IAMClient) -> dict[str, str]:
+    make_users(iam, ["alice", "bob", "carol", "dave"])
+    return {"p1": make_policy(iam, "p1"), "p2": make_policy(iam, "p2")}
+
+
+def handmade_group(iam: IAMClient, world: dict[str, str], name: str = "Jets") -> None:
+    """The Jets docs' group made by hand, with a few extras of someone else's."""
+    import json
+
+    iam.create_group(GroupName=name)
+    for user in ("bob", "carol"):
+        iam.add_user_to_group(GroupName=name, UserName=user)
+    iam.put_group_policy(GroupName=name, PolicyName="Handmade", PolicyDocument=json.dumps(HANDMADE))
+    iam.attach_group_policy(GroupName=name, PolicyArn=world["p1"])
+
+
+# -- 1. a second stack never co-owns a group ----------------------------------------------------
+
+
+def test_second_stack_with_the_same_properties_cannot_take_or_delete_the_group(
+    iam: IAMClient, registry: DynamoDBRegistry, stack: Stack, strict: StrictIam,
+    world: dict[str, str],
+) -> None:  # fmt: skip
+    props = {"Users": "alice,bob"}
+    assert stack.create(props).ok
+    before = snapshot(iam, "Jets")
+    second = Stack(controller_sender(iam, registry), stack=OTHER_STACK)
+    strict.reset()
+    response = second.create(props)  # followed by CloudFormation's rollback Delete
+    assert not response.ok
+    assert "AdoptExistingGroup" in response.reason
+    assert response.physical_id.startswith("no-group:")
+    # Even a Delete that names the group (a crafted event, a copied stack) touches nothing.
+    crafted = controller_sender(iam, registry)(event("Delete", props, "Jets", stack=OTHER_STACK))
+    assert crafted.ok
+    assert strict.writes == []
+    assert snapshot(iam, "Jets") == before
+
+
+# -- 2. a rename is a replacement ---------------------------------------------------------------
+
+
+def test_rename_then_stack_rollback_keeps_the_old_group_intact(
+    iam: IAMClient, stack: Stack, world: dict[str, str]
+) -> None:
+    old = {"Users": "alice,bob", "ManagedPolicyArns": world["p1"]}
+    stack.create(old)
+    before = snapshot(iam, "Jets")
+    response = stack.update({**old, "GroupName": "JetsNew"}, stack_rolls_back=True)
+    assert response.ok
+    assert response.physical_id == "JetsNew"
+    assert snapshot(iam, "Jets") == before  # same GroupId, members, policies
+    assert snapshot(iam, "JetsNew") is None  # the rollback's Delete removed the new one
+    assert stack.physical_id == "Jets"
+    assert stack.delete().ok
+    assert snapshot(iam, "Jets") is None
+
+
+def test_rename_copies_the_whole_group_then_cleanup_deletes_the_old(
+    iam: IAMClient, stack: Stack, world: dict[str, str]
+) -> None:
+    import json
+
+    old = {"Users": "alice", "ManagedPolicyArns": world["p1"], "Exclusive": "false"}
+    stack.create(old)
+    iam.add_user_to_group(GroupName="Jets", UserName="dave")  # foreign: added by hand
+    iam.put_group_policy(
+        GroupName="Jets", PolicyName="Handmade", PolicyDocument=json.dumps(HANDMADE)
+    )
+    old_id = snapshot(iam, "Jets")["id"]  # type: ignore[index]
+    response = stack.update({**old, "GroupName": "JetsNew", "Users": "alice,bob"})
+    assert response.ok
+    assert response.data["GroupId"] != old_id  # a new group, as for AWS::IAM::Group
+    assert snapshot(iam, "Jets") is None  # CloudFormation's cleanup Delete
+    new = snapshot(iam, "JetsNew")
+    assert new is not None
+    assert new["members"] == {"alice", "bob", "dave"}
+    assert set(new["policies"]) == {"JetsPolicy", "Handmade"}
+    assert new["attached"] == {world["p1"]}
+    # Foreign content stays foreign in the new group: a later Delete keeps it.
+    assert stack.delete().ok
+    kept = snapshot(iam, "JetsNew")
+    assert kept is not None
+    assert kept["members"] == {"dave"}
+    assert set(kept["policies"]) == {"Handmade"}
+    assert kept["attached"] == frozenset()
+
+
+def test_cleanup_delete_of_an_old_name_someone_reused_touches_nothing(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    send = controller_sender(iam, registry)
+    props = {"Users": "alice"}
+    assert send(event("Create", props)).ok
+    renamed = send(event("Update", {**props, "GroupName": "JetsNew"}, "Jets", props))
+    assert renamed.ok
+    # Before CloudFormation's cleanup, the old name is freed and reused by someone else.
+    iam.remove_user_from_group(GroupName="Jets", UserName="alice")
+    iam.delete_group_policy(GroupName="Jets", PolicyName="JetsPolicy")
+    iam.delete_group(GroupName="Jets")
+    iam.create_group(GroupName="Jets")
+    iam.add_user_to_group(GroupName="Jets", UserName="carol")
+    reused = snapshot(iam, "Jets")
+    assert send(event("Delete", props, "Jets")).ok
+    assert snapshot(iam, "Jets") == reused
+
+
+def test_case_only_rename_is_refused_with_the_fix(
+    stack: Stack, strict: StrictIam, world: dict[str, str]
+) -> None:
+    stack.create({"Users": "alice"})
+    strict.reset()
+    response = stack.update({"GroupName": "JETS", "Users": "alice"})
+    assert not response.ok
+    assert "case-insensitive" in response.reason
+    assert "rename through another name" in response.reason
+    assert strict.writes == []
+
+
+# -- 3. non-exclusive rollbacks never remove foreign content ------------------------------------
+
+
+def test_failed_update_declaring_foreign_items_rolls_back_without_removing_them(
+    iam: IAMClient, stack: Stack, strict: StrictIam, world: dict[str, str]
+) -> None:
+    handmade_group(iam, world)
+    base = {"Users": "alice", "Exclusive": "false", "AdoptExistingGroup": "true"}
+    assert stack.create(base).ok
+    before = snapshot(iam, "Jets")
+    # Declares the foreign bob and p1 (already there) and a user that does not exist.
+    failing = {**base, "Users": "alice,bob,ghost", "ManagedPolicyArns": world["p1"]}
+    strict.reset()
+    response = stack.update(failing)  # followed by the rollback Update
+    assert not response.ok
+    assert "ghost" in response.reason
+    assert strict.writes == []
+    assert snapshot(iam, "Jets") == before
+
+
+def test_no_op_update_declaring_foreign_items_then_stack_rollback_keeps_them(
+    iam: IAMClient, stack: Stack, strict: StrictIam, world: dict[str, str]
+) -> None:
+    handmade_group(iam, world)
+    base = {"Users": "alice", "Exclusive": "false", "AdoptExistingGroup": "true"}
+    assert stack.create(base).ok
+    before = snapshot(iam, "Jets")
+    strict.reset()
+    declaring = {**base, "Users": "alice,bob", "ManagedPolicyArns": world["p1"]}
+    assert stack.update(declaring, stack_rolls_back=True).ok
+    assert strict.writes == []
+    assert snapshot(iam, "Jets") == before
+
+
+def test_a_revocation_is_never_skipped_when_old_properties_do_not_parse(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    send = controller_sender(iam, registry)
+    created = {"Users": "alice,bob", "Exclusive": "false"}
+    assert send(event("Create", created)).ok
+    # CloudFormation's copy of the old properties carries something this version rejects
+    # (a property of a newer version, say): what bob was given must still be taken back.
+    unparseable = {**created, "FutureProperty": "x"}
+    response = send(event("Update", {"Users": "alice", "Exclusive": "false"}, "Jets", unparseable))
+    assert response.ok
+    assert snapshot(iam, "Jets")["members"] == {"alice"}  # type: ignore[index]
+
+
+# -- 4. switching Exclusive on, then rolling back, restores foreign content ---------------------
+
+
+def test_exclusive_switch_then_stack_rollback_restores_foreign_content(
+    iam: IAMClient, stack: Stack, world: dict[str, str]
+) -> None:
+    handmade_group(iam, world)
+    base = {"Users": "alice", "Exclusive": "false", "AdoptExistingGroup": "true"}
+    assert stack.create(base).ok
+    before = snapshot(iam, "Jets")
+    exclusive = {**base, "Exclusive": "true"}
+    assert stack.update(exclusive, stack_rolls_back=True).ok
+    assert snapshot(iam, "Jets") == before  # bob, carol, Handmade (its document), p1 are back
+
+
+def test_exclusive_switch_removes_foreign_content_when_it_stays(
+    iam: IAMClient, stack: Stack, world: dict[str, str]
+) -> None:
+    handmade_group(iam, world)
+    base = {"Users": "alice", "Exclusive": "false", "AdoptExistingGroup": "true"}
+    stack.create(base)
+    assert stack.update({**base, "Exclusive": "true"}).ok
+    group = snapshot(iam, "Jets")
+    assert group is not None
+    assert group["members"] == {"alice"}
+    assert set(group["policies"]) == {"JetsPolicy"}
+    assert group["attached"] == frozenset()
+
+
+# -- 5. a lost CreateGroup response -------------------------------------------------------------
+
+
+def test_create_group_whose_response_is_lost_counts_as_created(
+    iam: IAMClient, stack: Stack, strict: StrictIam, world: dict[str, str]
+) -> None:
+    strict.lose_response("CreateGroup")
+    response = stack.create({"Users": "alice"})
+    assert response.ok, response.reason
+    assert response.physical_id == "Jets"
+    assert strict.actions().count("CreateGroup") == 2  # the retry met EntityAlreadyExists
+    assert snapshot(iam, "Jets")["members"] == {"alice"}  # type: ignore[index]
+
+
+def test_entity_already_exists_for_someone_elses_group_is_not_taken(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    """The pre-flight saw the name free, then someone else created it (with a member)."""
+    strict.before_write("CreateGroup", lambda: _someone_creates(iam))
+    response = controller_sender(iam, registry)(event("Create", {"Users": "alice"}))
+    assert not response.ok
+    assert "EntityAlreadyExists" in response.reason
+    assert snapshot(iam, "Jets")["members"] == {"bob"}  # type: ignore[index]
+
+
+def _someone_creates(iam: IAMClient) -> None:
+    iam.create_group(GroupName="Jets")
+    iam.add_user_to_group(GroupName="Jets", UserName="bob")
+
+
+# -- 6. the deadline, and no second delivery ----------------------------------------------------
+
+
+def test_a_repeated_delivery_gets_the_recorded_answer_and_writes_nothing(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    send = controller_sender(iam, registry)
+    old, new = {"Users": "alice"}, {"Users": "alice,bob"}
+    send(event("Create", old))
+    forward = event("Update", new, "Jets", old)
+    first = send(forward)
+    assert first.ok
+    assert send(event("Update", old, "Jets", new)).ok  # the stack rolled back meanwhile
+    after_rollback = snapshot(iam, "Jets")
+    strict.reset()
+    again = send(forward)  # Lambda's asynchronous retry of the forward Update
+    assert again == first
+    assert strict.writes == []
+    assert snapshot(iam, "Jets") == after_rollback
+
+
+def test_no_iam_call_starts_after_the_deadline_and_the_answer_keeps_the_physical_id(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    send = controller_sender(iam, registry)
+    old = {"Users": "alice"}
+    send(event("Create", old))
+    strict.reset()
+    clock = FakeClock()
+    strict.clock = clock
+    strict.on_call = lambda _action: clock.advance(0.25)  # every IAM call takes 250 ms
+    config = ReconcileConfig(clock=clock, sleep=clock.advance, max_in_flight=1)
+    work, undo = Deadline(at=1.8, clock=clock), Deadline(at=5.0, clock=clock)
+    controller = Controller(iam, registry, config, work, undo)
+    new = {"Users": "alice,bob,carol,dave", "ManagedPolicyArns": world["p1"]}
+    response = controller.handle(parse_request(event("Update", new, "Jets", old), _env()))
+    assert not response.ok
+    assert response.physical_id == "Jets"
+    assert "Lambda time nearly used up" in response.reason
+    assert "(its changes were undone)" in response.reason
+    grants = [c for c in strict.writes if c.action in ("AttachGroupPolicy", "AddUserToGroup")]
+    assert grants  # the deadline came mid-update, after some writes
+    assert all(c.at < work.at for c in grants)  # no forward write started after the deadline
+    assert all(c.at < undo.at for c in strict.calls)  # nor any undo call after its own
+    group = snapshot(iam, "Jets")
+    assert group is not None
+    assert group["members"] == {"alice"}
+    assert group["attached"] == frozenset()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _env() -> Any:
+    from helpers import ENV
+
+    return ENV
+
+
+# -- 7. an adoption is handed back on every kind of failure -------------------------------------
+
+
+@pytest.mark.parametrize("failure", ["ServiceFailure", "connection", "deadline"])
+def test_failed_adoption_is_handed_back_exactly_path_included(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str],
+    failure: str,
+) -> None:  # fmt: skip
+    handmade_group(iam, world)
+    before = snapshot(iam, "Jets")
+    props = {"Users": "alice", "GroupPath": "/deploy/", "AdoptExistingGroup": "true"}
+    clock = FakeClock()
+    deadline, undo = Deadline.never(), Deadline.never()
+    if failure == "deadline":
+        strict.on_call = lambda action: clock.advance(1.0 if action != "GetGroup" else 0.0)
+        deadline, undo = Deadline(at=4.5, clock=clock), Deadline(at=60.0, clock=clock)
+    elif failure == "connection":
+        strict.fail_write(3, "connection")
+    else:
+        strict.fail_write(3, "ServiceFailure")
+    config = ReconcileConfig(clock=clock, sleep=clock.advance)
+    controller = Controller(iam, registry, config, deadline, undo)
+    response = controller.handle(parse_request(event("Create", props), _env()))
+    strict.clear_faults()
+    assert not response.ok
+    assert "(adopted group restored)" in response.reason
+    assert response.physical_id.startswith("no-group:")
+    assert snapshot(iam, "Jets") == before  # path, members, documents, attachments
+    rollback = controller_sender(iam, registry)(event("Delete", props, response.physical_id))
+    assert rollback.ok
+    assert snapshot(iam, "Jets") == before
+
+
+def test_a_hand_back_that_fails_is_finished_by_the_rollback_delete(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    handmade_group(iam, world)
+    before = snapshot(iam, "Jets")
+    props = {"Users": "alice", "AdoptExistingGroup": "true"}
+    strict.fail_write(3, "ServiceFailure")
+    strict.inject("AddUserToGroup", "ServiceFailure", times=1000)  # the hand-back fails too
+    response = controller_sender(iam, registry)(event("Create", props))
+    assert not response.ok
+    assert "the rollback Delete retries it" in response.reason
+    strict.clear_faults()
+    rollback = controller_sender(iam, registry)(event("Delete", props, response.physical_id))
+    assert rollback.ok
+    assert snapshot(iam, "Jets") == before
+
+
+# -- 8. revocations before grants ---------------------------------------------------------------
+
+
+def test_revocations_run_before_grants_even_when_the_update_fails_half_way(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    send = controller_sender(iam, registry)
+    old = {"Users": "alice,bob", "Services": "s3"}
+    send(event("Create", old))
+    strict.reset()
+    new = {"Users": "alice,carol", "Services": "s3,iam", "ManagedPolicyArns": world["p1"]}
+    strict.fail_write(3, "ServiceFailure")  # after the revocation and the policy put
+    response = send(event("Update", new, "Jets", old))
+    assert not response.ok
+    writes = [c.action for c in strict.writes if c not in strict.faulted]
+    assert writes[0] == "RemoveUserFromGroup"  # bob never held iam:*
+    assert writes.index("RemoveUserFromGroup") < writes.index("PutGroupPolicy")
+    assert snapshot(iam, "Jets")["members"] == {"alice", "bob"}  # type: ignore[index]  # undone
+
+
+# -- 10. a non-exclusive Delete keeps what is not its own ---------------------------------------
+
+
+def test_non_exclusive_delete_of_an_adopted_group_keeps_its_foreign_content(
+    iam: IAMClient, stack: Stack, world: dict[str, str]
+) -> None:
+    handmade_group(iam, world)
+    before = snapshot(iam, "Jets")
+    props = {"Users": "alice,bob", "ManagedPolicyArns": world["p2"], "Exclusive": "false",
+             "AdoptExistingGroup": "true"}  # fmt: skip
+    assert stack.create(props).ok
+    assert stack.delete().ok
+    assert snapshot(iam, "Jets") == before  # alice, p2 and JetsPolicy gone; the rest as found
+
+
+def test_non_exclusive_delete_restores_a_foreign_policy_it_overwrote(
+    iam: IAMClient, stack: Stack, world: dict[str, str]
+) -> None:
+    import json
+
+    iam.create_group(GroupName="Jets")
+    iam.put_group_policy(
+        GroupName="Jets", PolicyName="JetsPolicy", PolicyDocument=json.dumps(HANDMADE)
+    )
+    before = snapshot(iam, "Jets")
+    props = {"Users": "alice", "Exclusive": "false", "AdoptExistingGroup": "true"}
+    assert stack.create(props).ok
+    assert stack.delete().ok
+    assert snapshot(iam, "Jets") == before
+
+
+def test_exclusive_delete_removes_everything(
+    iam: IAMClient, stack: Stack, world: dict[str, str]
+) -> None:
+    handmade_group(iam, world)
+    assert stack.create({"Users": "alice", "AdoptExistingGroup": "true"}).ok
+    assert stack.delete().ok
+    assert snapshot(iam, "Jets") is None
+    assert {u["UserName"] for u in iam.list_users()["Users"]} == {"alice", "bob", "carol", "dave"}
+
+
+# -- the registry's cost and its failures -------------------------------------------------------
+
+
+def test_registry_cost_of_a_no_op_update_is_one_read_and_one_write(
+    iam: IAMClient, world: dict[str, str]
+) -> None:
+    from jets_deploy_iam.registry.store import MemoryRegistry
+
+    registry = MemoryRegistry()
+    send = controller_sender(iam, registry)
+    props = {"Users": "alice"}
+    send(event("Create", props))
+    assert (registry.reads, registry.writes) == (1, 2)  # read, write-ahead, outcome
+    registry.reads = registry.writes = 0
+    assert send(event("Update", props, "Jets", props)).ok
+    assert (registry.reads, registry.writes) == (1, 1)
+
+
+def test_a_registry_that_cannot_be_read_fails_before_any_iam_write(
+    iam: IAMClient, strict: StrictIam, world: dict[str, str]
+) -> None:
+    import boto3
+
+    from jets_deploy_iam.registry.store import DynamoDBRegistry as Table
+
+    missing = Table(boto3.client("dynamodb", region_name="us-east-1"), "no-such-table")
+    strict.reset()
+    response = controller_sender(iam, missing)(event("Create", {"Users": "alice"}))
+    assert not response.ok
+    assert "registry table no-such-table cannot be read" in response.reason
+    assert strict.calls == []
+
+
+def test_a_registry_that_cannot_be_written_fails_before_any_iam_write(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    from jets_deploy_iam.exceptions import RegistryError
+
+    def refuse(*_args: object) -> int:
+        raise RegistryError("the registry table is throttled")
+
+    monkeypatch.setattr(registry, "save", refuse)
+    strict.reset()
+    response = controller_sender(iam, registry)(event("Create", {"Users": "alice"}))
+    assert not response.ok
+    assert "registry" in response.reason
+    assert strict.writes == []
