@@ -73,6 +73,10 @@ class AppNames:
         return layer, f"{layer}:*"
 
     @property
+    def event_source_mappings(self) -> str:
+        return self._arn("lambda", "event-source-mapping:*")
+
+    @property
     def tables(self) -> str:
         return self._arn("dynamodb", f"table/{self.project}-*")
 
@@ -101,6 +105,10 @@ class AppNames:
     def hosted_zones(self) -> str:
         """Route53 zones: ids are random, so the record types narrow what may change."""
         return f"arn:{self.partition}:route53:::hostedzone/*"
+
+    @property
+    def route53_changes(self) -> str:
+        return f"arn:{self.partition}:route53:::change/*"
 
     @property
     def parameters(self) -> str:

@@ -36,7 +36,10 @@ _STACK_ACTIONS = [
     "cloudformation:CreateStack",
     "cloudformation:UpdateStack",
     "cloudformation:DeleteStack",
-    "cloudformation:DescribeStack*",
+    "cloudformation:DescribeStacks",
+    "cloudformation:DescribeStackEvents",
+    "cloudformation:DescribeStackResource",
+    "cloudformation:DescribeStackResources",
     "cloudformation:GetTemplate",
 ]
 _BUCKET_ACTIONS = [
@@ -123,6 +126,8 @@ def _common(
 
 def _local_deploy(names: AppNames) -> list[dict[str, Any]]:
     """Jets 3-5: CloudFormation creates the whole app with the member's credentials."""
+    # Event source mappings get a random UUID: scoped by the function they invoke.
+    on_app_functions = {"ArnLike": {"lambda:FunctionArn": names.functions}}
     return [
         allow(
             [
@@ -142,15 +147,15 @@ def _local_deploy(names: AppNames) -> list[dict[str, Any]]:
             ],
             [names.functions, *names.gem_layers],
         ),
+        allow(["lambda:CreateEventSourceMapping"], ["*"], on_app_functions),
         allow(
             [
-                "lambda:CreateEventSourceMapping",
                 "lambda:GetEventSourceMapping",
                 "lambda:UpdateEventSourceMapping",
                 "lambda:DeleteEventSourceMapping",
             ],
-            ["*"],
-            {"ArnLike": {"lambda:FunctionArn": names.functions}},
+            [names.event_source_mappings],
+            on_app_functions,
         ),
         allow(
             [
@@ -203,14 +208,12 @@ def _local_deploy(names: AppNames) -> list[dict[str, Any]]:
             },
         ),
         allow(
-            [
-                "logs:DescribeLogGroups",
-                "route53:GetChange",
-                "route53:GetHostedZone",
-                "route53:ListHostedZones*",
-                "route53:ListResourceRecordSets",
-                "sns:GetSubscriptionAttributes",
-            ],
+            ["route53:GetHostedZone", "route53:ListResourceRecordSets", "route53:GetChange"],
+            [names.hosted_zones, names.route53_changes],
+        ),
+        # Reads IAM only grants on every resource.
+        allow(
+            ["logs:DescribeLogGroups", "route53:ListHostedZones*", "sns:GetSubscriptionAttributes"],
             ["*"],
         ),
     ]
