@@ -57,7 +57,7 @@ def test_demo_runs_the_whole_lifecycle(capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_help_for_every_command() -> None:
-    for command in ([], ["demo"], ["plan"], ["drift"], ["invoke"]):
+    for command in ([], ["demo"], ["plan"], ["policy"], ["drift"], ["invoke"]):
         done = subprocess.run(
             [sys.executable, "-m", "jets_deploy_iam_cli.cli", *command, "--help"],
             capture_output=True,
@@ -288,3 +288,60 @@ def test_invoke_of_an_invalid_event_exits_1(capsys: pytest.CaptureFixture[str]) 
     result = json.loads(out[out.index('{\n  "response"') :])
     assert result["response"]["Status"] == "FAILED"
     assert result["group"] is None
+
+
+# -- policy --------------------------------------------------------------------------------
+
+
+def test_policy_prints_the_document_and_its_size(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(
+        capsys,
+        "policy",
+        "--policy-profile",
+        "scoped",
+        "--resource-prefix",
+        "shop",
+        "--jets-version",
+        "6",
+        "--account-id",
+        ACCOUNT,
+    )
+    assert code == cli.EXIT_OK
+    document = json.loads(out)
+    resources = {r for s in document["Statement"] for r in s["Resource"]}
+    assert f"arn:aws:codebuild:*:{ACCOUNT}:project/shop-*" in resources
+    compact = json.dumps(document, separators=(",", ":"))
+    assert f"{len(compact)} of 5120 characters" in err
+    assert "Jets 6" in err
+
+
+def test_policy_from_an_event_uses_its_service_token_account(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    event = json.loads((ROOT / "events" / "create.json").read_text())
+    props = event["ResourceProperties"]
+    props.update(PolicyProfile="scoped", ResourcePrefix="shop")
+    props.pop("Services", None)
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event))
+    code, out, _ = run(capsys, "policy", "--event", str(path))
+    assert code == cli.EXIT_OK
+    account = props["ServiceToken"].split(":")[4]
+    assert f"arn:aws:iam::{account}:role/shop-*" in out
+
+
+def test_policy_with_bad_input_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(
+        capsys,
+        "policy",
+        "--policy-profile",
+        "scoped",
+        "--resource-prefix",
+        "shop-staging-and-far-too-long",
+        "--account-id",
+        ACCOUNT,
+    )
+    assert code == cli.EXIT_ERROR
+    assert out == ""
+    assert err.count("\n") == 1
+    assert "ResourcePrefix 'shop-staging-and-far-too-long'" in err

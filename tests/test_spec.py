@@ -118,6 +118,60 @@ def test_scoped_rejects_uppercase_prefix() -> None:
     assert "ResourcePrefix 'MyApp'" in problems(PolicyProfile="scoped", ResourcePrefix="MyApp")
 
 
+def test_scoped_prefix_is_the_project_name_of_at_most_25_characters() -> None:
+    assert parse(PolicyProfile="scoped", ResourcePrefix="a" * 25).profile == "scoped"
+    message = problems(PolicyProfile="scoped", ResourcePrefix="a" * 26)
+    assert "ResourcePrefix 'aaaaaaa" in message
+    assert "Jets project name (not <project>-<env>), 1-25" in message
+
+
+def test_jets_version_defaults_to_5_and_accepts_3_to_6() -> None:
+    assert parse().jets_version == "5"
+    for version in ("3", "4", "5", "6", 6):
+        assert parse(JetsVersion=version).jets_version == str(version)
+
+
+def test_jets_version_names_value_and_fix() -> None:
+    message = problems(JetsVersion="7")
+    assert "JetsVersion '7' is invalid" in message
+    assert "one of 3, 4, 5, 6" in message
+
+
+def test_jets6_changes_both_profiles() -> None:
+    assert "codebuild:*" in policy.actions_of(parse(JetsVersion="6").policy_document)
+    assert "codebuild:*" not in policy.actions_of(parse(JetsVersion="5").policy_document)
+    scoped6 = parse(PolicyProfile="scoped", ResourcePrefix="shop", JetsVersion="6")
+    assert "codebuild:StartBuild" in policy.actions_of(scoped6.policy_document)
+
+
+def test_app_managed_policy_arns_go_into_the_attach_condition() -> None:
+    arn = "arn:aws:iam::123456789012:policy/shop-reports"
+    spec = parse(PolicyProfile="scoped", ResourcePrefix="shop", AppManagedPolicyArns=arn)
+    conditions = [s.get("Condition", {}) for s in spec.policy_document["Statement"]]
+    attachable = next(
+        c["StringEquals"]["iam:PolicyARN"]
+        for c in conditions
+        if c and "StringEquals" in c and "iam:PolicyARN" in c["StringEquals"]
+    )
+    assert arn in attachable
+
+
+def test_app_managed_policy_arns_are_checked_and_scoped_only() -> None:
+    message = problems(
+        PolicyProfile="scoped", ResourcePrefix="shop", AppManagedPolicyArns="not-an-arn"
+    )
+    assert "AppManagedPolicyArns entry 'not-an-arn' is not a managed policy ARN" in message
+    message = problems(AppManagedPolicyArns="arn:aws:iam::aws:policy/ReadOnlyAccess")
+    assert "AppManagedPolicyArns applies only to PolicyProfile scoped" in message
+
+
+def test_too_many_app_managed_policies_for_the_inline_limit_is_named() -> None:
+    arns = ",".join(f"arn:aws:iam::123456789012:policy/{'p' * 100}-{i}" for i in range(10))
+    message = problems(PolicyProfile="scoped", ResourcePrefix="shop", AppManagedPolicyArns=arns)
+    assert "IAM allows 5120 per group" in message
+    assert "AppManagedPolicyArns" in message
+
+
 def test_prefix_with_baseline_is_a_mistake() -> None:
     assert "ResourcePrefix applies only to PolicyProfile scoped" in problems(ResourcePrefix="demo")
 

@@ -15,7 +15,7 @@ import boto3
 import pytest
 from cfnlint.decode import cfn_yaml
 
-from jets_deploy_iam import spec
+from jets_deploy_iam import profiles, spec
 
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src" / "function" / "jets_deploy_iam"
@@ -130,6 +130,24 @@ def test_parameter_patterns_match_the_spec(template: Any) -> None:
         for p in g["Parameters"]
     }
     assert grouped == set(params)
+
+
+def test_policy_parameters_reach_the_resource_as_the_spec_reads_them(template: Any) -> None:
+    params = template["Parameters"]
+    props = template["Resources"]["JetsDeployGroup"]["Properties"]
+    assert params["JetsVersion"]["AllowedValues"] == sorted(profiles.JETS_VERSIONS)
+    assert params["JetsVersion"]["Default"] == "5"
+    assert props["JetsVersion"] == {"Ref": "JetsVersion"}
+    pattern = params["ResourcePrefix"]["AllowedPattern"]
+    for name in ("shop", "a" * 25, "", "inventory-sync-service-01"):
+        assert bool(re.fullmatch(pattern, name)) == (
+            name == "" or bool(profiles.PROJECT_NAME.fullmatch(name))
+        ), name
+    assert not re.fullmatch(pattern, "a" * 26)
+    assert params["AppManagedPolicyArns"]["Type"] == "CommaDelimitedList"
+    # scoped-only properties are sent only when scoped, like ResourcePrefix
+    for name in ("ResourcePrefix", "AppManagedPolicyArns"):
+        assert props[name] == {"Fn::If": ["IsScoped", {"Ref": name}, {"Ref": "AWS::NoValue"}]}
 
 
 def test_outputs_are_exported_for_other_stacks(template: Any) -> None:

@@ -2,6 +2,7 @@
 
     jets-deploy-iam demo                  the whole lifecycle against an embedded IAM
     jets-deploy-iam plan [--event E | flags]   what a Create/Update/Delete would change
+    jets-deploy-iam policy [--event E | flags] the inline policy those properties grant
     jets-deploy-iam drift --stack NAME    what differs between a deployed stack and IAM
     jets-deploy-iam invoke EVENT.json     run a CloudFormation event through the handler
 
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from jets_deploy_iam import policy
 from jets_deploy_iam.exceptions import JetsDeployIamError
 from jets_deploy_iam.iam.reader import read_group
 from jets_deploy_iam.plan import Plan, plan_reconcile
@@ -73,21 +75,21 @@ def _parser() -> argparse.ArgumentParser:
             "--group-name if it exists, else a Create. Never writes."
         ),
     )
-    plan.add_argument("--event", type=Path, help="a CloudFormation request event (JSON)")
-    plan.add_argument("--group-name")
-    plan.add_argument("--group-path")
-    plan.add_argument("--policy-name")
-    plan.add_argument("--policy-profile", choices=["baseline", "scoped"])
-    plan.add_argument("--resource-prefix")
-    plan.add_argument("--users", help="comma-separated IAM user names")
-    plan.add_argument("--managed-policy-arns", help="comma-separated policy ARNs")
-    plan.add_argument("--services", help="comma-separated service prefixes (baseline)")
-    plan.add_argument("--additional-actions", help="comma-separated actions")
-    plan.add_argument("--exclusive", action=argparse.BooleanOptionalAction, default=None)
-    plan.add_argument("--adopt-existing-group", action=argparse.BooleanOptionalAction, default=None)
-    plan.add_argument("--account-id", help="for scoped ARNs (default: from the event or STS)")
-    plan.add_argument("--partition", default=None, help="aws, aws-cn, aws-us-gov")
+    _add_property_flags(plan)
     _add_endpoint(plan)
+
+    shown = commands.add_parser(
+        "policy",
+        help="print the inline policy a set of properties grants (no AWS call with --account-id)",
+        description=(
+            "Prints, as JSON on stdout, the policy document the group would get from these "
+            "properties (flags, or an event's ResourceProperties); its size as IAM counts it "
+            "on stderr. Reads nothing from AWS when --account-id or the event's ServiceToken "
+            "gives the account."
+        ),
+    )
+    _add_property_flags(shown)
+    _add_endpoint(shown)
 
     drift = commands.add_parser(
         "drift",
@@ -118,6 +120,29 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_property_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--event", type=Path, help="a CloudFormation request event (JSON)")
+    parser.add_argument("--group-name")
+    parser.add_argument("--group-path")
+    parser.add_argument("--policy-name")
+    parser.add_argument("--policy-profile", choices=["baseline", "scoped"])
+    parser.add_argument("--jets-version", help="3, 4, 5 (default) or 6")
+    parser.add_argument("--resource-prefix", help="scoped: the Jets project name")
+    parser.add_argument("--users", help="comma-separated IAM user names")
+    parser.add_argument("--managed-policy-arns", help="comma-separated policy ARNs")
+    parser.add_argument(
+        "--app-managed-policy-arns", help="scoped: policy ARNs the app's roles may attach"
+    )
+    parser.add_argument("--services", help="comma-separated service prefixes (baseline)")
+    parser.add_argument("--additional-actions", help="comma-separated actions")
+    parser.add_argument("--exclusive", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument(
+        "--adopt-existing-group", action=argparse.BooleanOptionalAction, default=None
+    )
+    parser.add_argument("--account-id", help="for scoped ARNs (default: from the event or STS)")
+    parser.add_argument("--partition", default=None, help="aws, aws-cn, aws-us-gov")
+
+
 def _client(service: str, endpoint_url: str | None) -> Any:
     """A client from a fresh session, so credentials are resolved now, as the user set them."""
     session = boto3.session.Session()
@@ -141,9 +166,11 @@ _FLAG_PROPERTIES = {
     "group_path": "GroupPath",
     "policy_name": "PolicyName",
     "policy_profile": "PolicyProfile",
+    "jets_version": "JetsVersion",
     "resource_prefix": "ResourcePrefix",
     "users": "Users",
     "managed_policy_arns": "ManagedPolicyArns",
+    "app_managed_policy_arns": "AppManagedPolicyArns",
     "services": "Services",
     "additional_actions": "AdditionalActions",
     "exclusive": "Exclusive",
@@ -175,18 +202,21 @@ def _plan(args: argparse.Namespace, out: Style) -> int:
         )
         name = physical_id if kind == "Delete" else props.get("GroupName", "Jets")
         return _print_plan(f"{kind} of {name}", plan, out)
-    props = {
-        prop: str(value).lower() if isinstance(value, bool) else value
-        for flag, prop in _FLAG_PROPERTIES.items()
-        if (value := getattr(args, flag)) is not None
-    }
-    declared = parse_properties(props, _environment(args, None))
+    declared = parse_properties(_flag_properties(args), _environment(args, None))
     previous = declared if not declared.exclusive else None
     # One read decides Update (the group exists) or Create, and is the plan's actual state.
     actual = read_group(iam, declared.group_name)
     kind = "Update" if actual else "Create"
     plan = plan_reconcile(declared, actual, previous)
     return _print_plan(f"{kind} of {declared.group_name}", plan, out)
+
+
+def _flag_properties(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        prop: str(value).lower() if isinstance(value, bool) else value
+        for flag, prop in _FLAG_PROPERTIES.items()
+        if (value := getattr(args, flag)) is not None
+    }
 
 
 def _print_plan(title: str, plan: Plan, style: Style) -> int:
@@ -196,6 +226,31 @@ def _print_plan(title: str, plan: Plan, style: Style) -> int:
     if plan:
         counts = {s: sum(1 for c in plan if c.symbol == s) for s in "+~-"}
         print(f"{counts['+']} to add, {counts['~']} to change, {counts['-']} to remove.")
+    return EXIT_OK
+
+
+# -- policy -------------------------------------------------------------------------------
+
+
+def _policy(args: argparse.Namespace, _style: Style) -> int:
+    """The document a reviewer reads before deploying: JSON on stdout, its size on stderr."""
+    if args.event:
+        event = _read_event(args.event)
+        props = event.get("ResourceProperties", {})
+        token = props.get("ServiceToken") if isinstance(props, dict) else None
+        env = _environment(args, token or event.get("ServiceToken"))
+    else:
+        props = _flag_properties(args)
+        env = _environment(args, None)
+    declared = parse_properties(props, env)
+    text = policy.render(declared.policy_document)
+    print(json.dumps(declared.policy_document, indent=2))
+    size = policy.counted_size(text)
+    print(
+        f"{declared.policy_name}: {size} of {policy.MAX_GROUP_INLINE_POLICY_CHARS} characters "
+        f"(whitespace not counted), {declared.profile} profile, Jets {declared.jets_version}",
+        file=sys.stderr,
+    )
     return EXIT_OK
 
 
@@ -272,7 +327,13 @@ def _demo(_args: argparse.Namespace, _style: Style) -> int:
     return run()
 
 
-_COMMANDS = {"plan": _plan, "drift": _drift, "invoke": _invoke, "demo": _demo}
+_COMMANDS = {
+    "plan": _plan,
+    "policy": _policy,
+    "drift": _drift,
+    "invoke": _invoke,
+    "demo": _demo,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,6 +24,7 @@ _PASSED_THROUGH = (
     "ManagedPolicyArns",
     "AdditionalActions",
     "PolicyProfile",
+    "JetsVersion",
     "Exclusive",
     "AdoptExistingGroup",
 )
@@ -51,6 +52,7 @@ def read_stack(cfn: CloudFormationClient, stack_name: str) -> DeployedStack:
     scoped = params.get("PolicyProfile") == "scoped"
     if scoped:
         props["ResourcePrefix"] = params.get("ResourcePrefix", "")
+        props["AppManagedPolicyArns"] = params.get("AppManagedPolicyArns", "")
     elif "Services" in params:
         props["Services"] = params["Services"]
     arn_parts = stack["StackId"].split(":")

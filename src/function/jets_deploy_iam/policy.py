@@ -1,4 +1,4 @@
-"""IAM policy documents: the two profiles, size accounting and semantic equality.
+"""IAM policy documents: size accounting and semantic equality (the profiles: `profiles/`).
 
 IAM hands a stored document back URL-decoded, possibly re-ordered, with single values where we sent
 one-element lists. Comparing the JSON text would re-put an unchanged policy on every Update, so
@@ -9,129 +9,33 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
 
-VERSION = "2012-10-17"
+from jets_deploy_iam.profiles import BASELINE_SERVICES, baseline_document, scoped_document
+from jets_deploy_iam.profiles.document import VERSION, Document
 
-#: What the Jets documentation grants, one ``<service>:*`` statement each.
-BASELINE_SERVICES: tuple[str, ...] = (
-    "apigateway",
-    "cloudformation",
-    "dynamodb",
-    "events",
-    "iam",
-    "lambda",
-    "logs",
-    "route53",
-    "s3",
-)
+__all__ = [
+    "BASELINE_SERVICES",
+    "MAX_GROUP_INLINE_POLICY_CHARS",
+    "VERSION",
+    "Document",
+    "actions_of",
+    "baseline_document",
+    "canonical",
+    "counted_size",
+    "parse_stored",
+    "render",
+    "same_policy",
+    "scoped_document",
+]
 
 #: IAM's limit for all inline policies of one group, whitespace not counted.
 MAX_GROUP_INLINE_POLICY_CHARS = 5120
 
-Document = dict[str, Any]
-
 _LIST_KEYS = ("Action", "NotAction", "Resource", "NotResource")
 _WHITESPACE = re.compile(r"\s")
-
-
-def _statement(actions: Sequence[str], resources: Sequence[str]) -> dict[str, Any]:
-    return {"Effect": "Allow", "Action": list(actions), "Resource": list(resources)}
-
-
-def baseline_document(services: Sequence[str], additional_actions: Sequence[str]) -> Document:
-    """The Jets doc's policy: every listed service's actions on every resource."""
-    statements = []
-    if services:
-        statements.append(_statement([f"{svc}:*" for svc in services], ["*"]))
-    if additional_actions:
-        statements.append(_statement(additional_actions, ["*"]))
-    return {"Version": VERSION, "Statement": statements}
-
-
-def scoped_document(
-    prefix: str, partition: str, account_id: str, additional_actions: Sequence[str]
-) -> Document:
-    """Least privilege for an app whose resources are all named ``<prefix>-...``.
-
-    Region is ``*``: IAM is global and a Jets app may be deployed to any region of the account.
-    """
-    arn = f"arn:{partition}"
-    acct = account_id
-    statements: list[dict[str, Any]] = [
-        _statement(
-            [
-                "cloudformation:CreateStack",
-                "cloudformation:UpdateStack",
-                "cloudformation:DeleteStack",
-                "cloudformation:DescribeStackEvents",
-                "cloudformation:DescribeStackResources",
-            ],
-            [
-                f"{arn}:cloudformation:*:{acct}:stack/{prefix}-*",
-                f"{arn}:cloudformation:*:{acct}:stack/{prefix}-*/*",
-            ],
-        ),
-        _statement(
-            [
-                "iam:PassRole",
-                "iam:GetRole",
-                "iam:GetRolePolicy",
-                "iam:CreateRole",
-                "iam:PutRolePolicy",
-                "iam:DeleteRolePolicy",
-                "iam:DeleteRole",
-            ],
-            [f"{arn}:iam::{acct}:role/{prefix}-*"],
-        ),
-        _statement(
-            [
-                "lambda:CreateFunction",
-                "lambda:DeleteFunction",
-                "lambda:GetFunction",
-                "lambda:GetFunctionConfiguration",
-                "lambda:UpdateFunctionCode",
-                "lambda:UpdateFunctionConfiguration",
-                "lambda:AddPermission",
-                "lambda:RemovePermission",
-                "lambda:InvokeFunction",
-                "lambda:PublishLayerVersion",
-                "lambda:GetLayerVersion",
-                "lambda:DeleteLayerVersion",
-            ],
-            [
-                f"{arn}:lambda:*:{acct}:function:{prefix}-*",
-                f"{arn}:lambda:*:{acct}:layer:*-{prefix}-*",
-            ],
-        ),
-        _statement(
-            ["s3:CreateBucket", "s3:List*", "s3:Get*", "s3:Put*", "s3:Delete*"],
-            [f"{arn}:s3:::{prefix}-*", f"{arn}:s3:::{prefix}-*/*"],
-        ),
-        _statement(
-            ["logs:DeleteLogGroup"],
-            [f"{arn}:logs:*:{acct}:log-group:/aws/lambda/{prefix}-*"],
-        ),
-        _statement(
-            [
-                "events:PutRule",
-                "events:DeleteRule",
-                "events:DescribeRule",
-                "events:PutTargets",
-                "events:RemoveTargets",
-            ],
-            [f"{arn}:events:*:{acct}:rule/{prefix}-*"],
-        ),
-        _statement(
-            ["apigateway:*", "cloudformation:DescribeStacks", "logs:DescribeLogGroups"],
-            ["*"],
-        ),
-    ]
-    if additional_actions:
-        statements.append(_statement(additional_actions, ["*"]))
-    return {"Version": VERSION, "Statement": statements}
 
 
 def render(document: Mapping[str, Any]) -> str:

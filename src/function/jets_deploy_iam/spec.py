@@ -12,14 +12,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from jets_deploy_iam import policy
+from jets_deploy_iam import policy, profiles
 from jets_deploy_iam.exceptions import InvalidPropertiesError
+from jets_deploy_iam.profiles.generations import DEFAULT_JETS_VERSION
 
 MAX_ATTACHED_POLICIES = 10
 
 _NAME = re.compile(r"[\w+=,.@-]+", re.ASCII)
 _PATH = re.compile(r"/|/[\x21-\x7e]*/")
-_PREFIX = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 _SERVICE = re.compile(r"[a-z0-9-]+")
 _ACTION = re.compile(r"[a-z0-9-]+:[A-Za-z0-9*?]+")
 _POLICY_ARN = re.compile(
@@ -41,10 +41,12 @@ KNOWN_PROPERTIES = frozenset(
         "GroupPath",
         "PolicyName",
         "PolicyProfile",
+        "JetsVersion",
         "ResourcePrefix",
         "Services",
         "AdditionalActions",
         "ManagedPolicyArns",
+        "AppManagedPolicyArns",
         "Users",
         "Exclusive",
         "AdoptExistingGroup",
@@ -81,6 +83,7 @@ class DeclaredGroup:
     exclusive: bool
     adopt_existing_group: bool
     profile: str
+    jets_version: str = DEFAULT_JETS_VERSION
     #: what the scheduled drift check does between deploys: report, or correct
     drift_action: str = "report"
 
@@ -217,10 +220,18 @@ def parse_properties(props: Mapping[str, Any], env: Environment) -> DeclaredGrou
     profile = c.scalar("PolicyProfile", "baseline")
     if profile not in PROFILES:
         c.fail(f"PolicyProfile {_show(profile)} is invalid: use baseline or scoped")
+    jets_version = c.scalar("JetsVersion", DEFAULT_JETS_VERSION)
+    if jets_version not in profiles.JETS_VERSIONS:
+        c.fail(
+            f"JetsVersion {_show(jets_version)} is invalid: use the Jets major version the "
+            f"members deploy with, one of {', '.join(profiles.JETS_VERSIONS)}"
+        )
+        jets_version = DEFAULT_JETS_VERSION
     prefix = c.scalar("ResourcePrefix", "")
     services = c.listing("Services", policy.BASELINE_SERVICES, _check_service)
     actions = c.listing("AdditionalActions", (), _check_action)
     arns = c.listing("ManagedPolicyArns", (), _arn_checker(env))
+    app_arns = c.listing("AppManagedPolicyArns", (), _arn_checker(env))
     users = c.listing("Users", (), _check_user)
     exclusive = c.boolean("Exclusive", True)
     adopt = c.boolean("AdoptExistingGroup", False)
@@ -233,7 +244,9 @@ def parse_properties(props: Mapping[str, Any], env: Environment) -> DeclaredGrou
             f"ManagedPolicyArns lists {len(arns)} policies: IAM attaches at most "
             f"{MAX_ATTACHED_POLICIES} to a group"
         )
-    document = _document(c, profile, prefix, services, actions, env)
+    document = _document(
+        c, _Declared(profile, jets_version, prefix, services, actions, app_arns), env
+    )
     if c.problems:
         raise InvalidPropertiesError(c.problems)
     return DeclaredGroup(
@@ -246,44 +259,69 @@ def parse_properties(props: Mapping[str, Any], env: Environment) -> DeclaredGrou
         exclusive=exclusive,
         adopt_existing_group=adopt,
         profile=profile,
+        jets_version=jets_version,
         drift_action=drift_action,
     )
 
 
-def _document(
-    c: _Collector,
-    profile: str,
-    prefix: str,
-    services: tuple[str, ...],
-    actions: tuple[str, ...],
-    env: Environment,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Declared:
+    """The properties that decide the inline policy document."""
+
+    profile: str
+    jets_version: str
+    prefix: str
+    services: tuple[str, ...]
+    actions: tuple[str, ...]
+    app_managed_policy_arns: tuple[str, ...]
+
+
+def _document(c: _Collector, d: _Declared, env: Environment) -> dict[str, Any]:
     document: dict[str, Any] = {}
-    if profile == "scoped":
-        if not _PREFIX.fullmatch(prefix):
-            c.fail(
-                f"ResourcePrefix {_show(prefix)} is invalid: PolicyProfile scoped needs the app's "
-                "name prefix, 1-63 of a-z 0-9 - starting with a letter or digit"
-            )
-        if "Services" in c.props and c.props["Services"] not in (None, "", []):
-            c.fail("Services applies only to PolicyProfile baseline: remove it or use baseline")
-        document = policy.scoped_document(prefix, env.partition, env.account_id, actions)
-    elif profile == "baseline":
-        if prefix:
-            c.fail("ResourcePrefix applies only to PolicyProfile scoped: remove it or use scoped")
-        if not services and not actions:
-            c.fail(
-                "Services is empty and there are no AdditionalActions: the policy would be empty"
-            )
-        document = policy.baseline_document(services, actions)
+    if d.profile == "scoped":
+        _check_scoped(c, d.prefix)
+        document = policy.scoped_document(
+            d.prefix,
+            env.partition,
+            env.account_id,
+            d.actions,
+            jets_version=d.jets_version,
+            app_managed_policy_arns=d.app_managed_policy_arns,
+        )
+    elif d.profile == "baseline":
+        _check_baseline(c, d)
+        document = policy.baseline_document(d.services, d.actions, d.jets_version)
     size = policy.counted_size(policy.render(document)) if document else 0
     if size > policy.MAX_GROUP_INLINE_POLICY_CHARS:
         c.fail(
             f"the inline policy would be {size} characters: IAM allows "
-            f"{policy.MAX_GROUP_INLINE_POLICY_CHARS} per group; list fewer Services or "
-            "AdditionalActions (wildcards like s3:Get* help)"
+            f"{policy.MAX_GROUP_INLINE_POLICY_CHARS} per group; list fewer Services, "
+            "AdditionalActions or AppManagedPolicyArns (wildcards like s3:Get* help)"
         )
     return document
+
+
+def _check_scoped(c: _Collector, prefix: str) -> None:
+    if not profiles.PROJECT_NAME.fullmatch(prefix):
+        c.fail(
+            f"ResourcePrefix {_show(prefix)} is invalid: PolicyProfile scoped needs the Jets "
+            f"project name (not <project>-<env>), 1-{profiles.MAX_PROJECT_NAME_LENGTH} of "
+            "a-z 0-9 - starting with a letter or digit"
+        )
+    if "Services" in c.props and c.props["Services"] not in (None, "", []):
+        c.fail("Services applies only to PolicyProfile baseline: remove it or use baseline")
+
+
+def _check_baseline(c: _Collector, d: _Declared) -> None:
+    if d.prefix:
+        c.fail("ResourcePrefix applies only to PolicyProfile scoped: remove it or use scoped")
+    if d.app_managed_policy_arns:
+        c.fail(
+            "AppManagedPolicyArns applies only to PolicyProfile scoped (baseline already "
+            "grants iam:*): remove it or use scoped"
+        )
+    if not d.services and not d.actions:
+        c.fail("Services is empty and there are no AdditionalActions: the policy would be empty")
 
 
 def parse_previous(props: Mapping[str, Any] | None, env: Environment) -> DeclaredGroup | None:
