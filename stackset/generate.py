@@ -25,9 +25,10 @@ import hashlib
 import io
 import json
 import sys
+import tomllib
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from pathlib import Path, PurePosixPath
 from typing import Any, cast
 
@@ -49,8 +50,8 @@ STACKSET_PARAMETERS: dict[str, dict[str, Any]] = {
         ),
     },
     "ExportPrefix": {
+        # Default: samconfig.toml's stack name, so the exports are those of a `sam deploy` stack.
         "Type": "String",
-        "Default": "jets-deploy-iam",
         "AllowedPattern": "^[A-Za-z0-9][A-Za-z0-9:-]{0,199}$",
         "ConstraintDescription": "letters, digits, colons and hyphens",
         "Description": (
@@ -138,12 +139,12 @@ def is_local(uri: Any) -> bool:
     return isinstance(uri, str) and not uri.startswith("s3://")
 
 
-def function_code_uri(template: dict[str, Any], resource: dict[str, Any]) -> Any:
-    """The function's effective CodeUri: its own, else the one from Globals."""
+def function_property(template: dict[str, Any], resource: dict[str, Any], name: str) -> Any:
+    """A function's effective property (CodeUri, Runtime): its own, else the one from Globals."""
     properties = resource.get("Properties") or {}
-    if "CodeUri" in properties:
-        return properties["CodeUri"]
-    return ((template.get("Globals") or {}).get("Function") or {}).get("CodeUri")
+    if name in properties:
+        return properties[name]
+    return ((template.get("Globals") or {}).get("Function") or {}).get(name)
 
 
 def local_functions(template: dict[str, Any], base: Path) -> dict[str, Path]:
@@ -167,9 +168,16 @@ def local_functions(template: dict[str, Any], base: Path) -> dict[str, Path]:
             continue
         if properties.get("PackageType") == "Image":
             raise GenerateError(f"{logical_id}: image functions are not packaged for StackSets")
-        uri = function_code_uri(template, resource)
-        if is_local(uri):
-            functions[logical_id] = (base / uri).resolve()
+        uri = function_property(template, resource, "CodeUri")
+        if not is_local(uri):
+            continue
+        runtime = function_property(template, resource, "Runtime")
+        if not (isinstance(runtime, str) and runtime.startswith("python")):
+            raise GenerateError(
+                f"{logical_id}: runtime {runtime}: only python builds are packaged (the build "
+                "freshness check knows the pip builder's copy rules only)"
+            )
+        functions[logical_id] = (base / uri).resolve()
     return functions
 
 
@@ -235,29 +243,42 @@ def deterministic_zip(files: list[tuple[str, Path]]) -> bytes:
     return buffer.getvalue()
 
 
-def source_files(directory: Path) -> Iterator[PurePosixPath]:
-    """Files of a source tree that `sam build` copies, minus bytecode."""
+def builder_excludes() -> tuple[str, ...]:
+    """The name patterns `sam build` leaves out when it copies a python function's source.
+
+    Taken from the builder itself (aws-lambda-builders, in the SAM CLI's venv), not copied.
+    """
+    from aws_lambda_builders.workflows.python_pip.workflow import PythonPipWorkflow
+
+    return tuple(str(pattern) for pattern in PythonPipWorkflow.EXCLUDED_FILES)
+
+
+def copied_files(directory: Path, excludes: tuple[str, ...]) -> set[PurePosixPath]:
+    """Files of a tree as `sam build` copies them: no part of the path matches an exclusion."""
+    files = set()
     for path in directory.rglob("*"):
-        if path.is_file():
-            rel = PurePosixPath(path.relative_to(directory).as_posix())
-            if not is_bytecode(rel):
-                yield rel
+        rel = PurePosixPath(path.relative_to(directory).as_posix())
+        excluded = any(fnmatch(part, pattern) for part in rel.parts for pattern in excludes)
+        if path.is_file() and not excluded:
+            files.add(rel)
+    return files
 
 
 def check_build_is_fresh(logical_id: str, source: Path, build: Path) -> None:
     """Refuse a build directory that does not hold the current source (run `sam build`).
 
-    Every source file must be there with the same bytes, and the source's packages must have
-    no extra module (a file deleted since the build would otherwise still ship).
+    Every source file `sam build` copies must be there with the same bytes, and the source's
+    packages must have no extra module (a file deleted since the build would otherwise ship).
     """
     if not build.is_dir():
         raise GenerateError(f"{logical_id}: no build output at {build}: run `sam build`")
-    for rel in source_files(source):
+    excludes = builder_excludes()
+    for rel in sorted(copied_files(source, excludes)):
         built = build / rel
         if not built.is_file() or built.read_bytes() != (source / rel).read_bytes():
             raise GenerateError(f"{logical_id}: {built} is stale: run `sam build`")
-    for top in (p for p in source.iterdir() if p.is_dir() and p.name != "__pycache__"):
-        extra = set(source_files(build / top.name)) - set(source_files(top))
+    for top in sorted(p for p in source.iterdir() if p.is_dir()):
+        extra = copied_files(build / top.name, excludes) - copied_files(top, excludes)
         if extra:
             raise GenerateError(
                 f"{logical_id}: {build / top.name} holds {sorted(map(str, extra))[0]}, which "
@@ -328,13 +349,32 @@ def translate_region_independently(template: dict[str, Any]) -> dict[str, Any]:
 # What changes under StackSets
 
 
-def add_parameters(template: dict[str, Any]) -> None:
+def samconfig_stack_name(template_dir: Path) -> str | None:
+    """The stack name `sam deploy` uses (samconfig.toml next to the template), if any.
+
+    ExportPrefix defaults to it: a consumer stack imports the same names whether the account
+    got its stack from `sam deploy` or from the StackSet.
+    """
+    path = template_dir / "samconfig.toml"
+    if not path.is_file():
+        return None
+    config = tomllib.loads(path.read_text()).get("default", {})
+    for command in ("deploy", "global"):
+        name = config.get(command, {}).get("parameters", {}).get("stack_name")
+        if isinstance(name, str):
+            return name
+    return None
+
+
+def add_parameters(template: dict[str, Any], export_prefix: str | None) -> None:
     """Declare the StackSet parameters (and show them in the console's parameter groups)."""
     parameters = template.setdefault("Parameters", {})
     clash = sorted(set(parameters) & set(STACKSET_PARAMETERS))
     if clash:
         raise GenerateError(f"template.yaml already declares {', '.join(clash)}")
     parameters.update(copy.deepcopy(STACKSET_PARAMETERS))
+    if export_prefix is not None:
+        parameters["ExportPrefix"]["Default"] = export_prefix
     interface = (template.get("Metadata") or {}).get("AWS::CloudFormation::Interface")
     if isinstance(interface, dict):
         interface.setdefault("ParameterGroups", []).append(
@@ -400,11 +440,13 @@ def check_plain_cloudformation(template: dict[str, Any]) -> None:
         raise GenerateError(f"untranslated SAM resources: {', '.join(serverless)}")
 
 
-def stackset_template(template: dict[str, Any], artifacts: list[Artifact]) -> dict[str, Any]:
+def stackset_template(
+    template: dict[str, Any], artifacts: list[Artifact], export_prefix: str | None
+) -> dict[str, Any]:
     """template.yaml, translated, with the StackSet parameters, exports and home-region rule."""
     result = translate_region_independently(with_s3_code(template, artifacts))
     check_plain_cloudformation(result)
-    add_parameters(result)
+    add_parameters(result, export_prefix)
     rewrite_exports(result)
     add_home_region_rule(result)
     description = str(result.get("Description", "jets-deploy-iam"))
@@ -439,8 +481,9 @@ def write_outputs(out_dir: Path, template_text: str, artifacts: list[Artifact]) 
 def generate(template_path: Path, build_dir: Path) -> tuple[str, list[Artifact]]:
     """The StackSet template's text and the code artifacts it points at."""
     template = load_template(template_path)
-    artifacts = build_artifacts(template, template_path.resolve().parent, build_dir)
-    return render(stackset_template(template, artifacts)), artifacts
+    base = template_path.resolve().parent
+    artifacts = build_artifacts(template, base, build_dir)
+    return render(stackset_template(template, artifacts, samconfig_stack_name(base))), artifacts
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
