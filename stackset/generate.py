@@ -37,6 +37,11 @@ ROOT = Path(__file__).resolve().parent.parent
 # The artifact bucket: one per region, named by a prefix that holds the management account's id.
 ARTIFACT_BUCKET: dict[str, Any] = {"Fn::Sub": "${ArtifactBucketPrefix}-${AWS::Region}"}
 
+# What the translator sees instead of ARTIFACT_BUCKET: a literal it cannot resolve. (SAM
+# resolves ${AWS::Region} in the code location of a function with AutoPublishAlias, which would
+# pin the translating region into the template.) Swapped for ARTIFACT_BUCKET afterwards.
+BUCKET_PLACEHOLDER = "artifact-bucket-placeholder-for-stackset-generate"
+
 # What changes under StackSets, as parameters of the generated template.
 STACKSET_PARAMETERS: dict[str, dict[str, Any]] = {
     "ArtifactBucketPrefix": {
@@ -301,11 +306,11 @@ def build_artifacts(template: dict[str, Any], base: Path, build_dir: Path) -> li
 
 
 def with_s3_code(template: dict[str, Any], artifacts: list[Artifact]) -> dict[str, Any]:
-    """A copy of the template whose functions load their code from the artifact bucket."""
+    """A copy of the template whose functions load their code from S3 (the placeholder bucket)."""
     result = copy.deepcopy(template)
     for artifact in artifacts:
         properties = result["Resources"][artifact.logical_id].setdefault("Properties", {})
-        properties["CodeUri"] = {"Bucket": copy.deepcopy(ARTIFACT_BUCKET), "Key": artifact.key}
+        properties["CodeUri"] = {"Bucket": BUCKET_PLACEHOLDER, "Key": artifact.key}
     return result
 
 
@@ -337,12 +342,30 @@ def translate(template: dict[str, Any], region: str) -> dict[str, Any]:
 def translate_region_independently(template: dict[str, Any]) -> dict[str, Any]:
     """Translate once per region in TRANSLATION_REGIONS and insist the results are equal."""
     first, *others = (translate(template, region) for region in TRANSLATION_REGIONS)
-    if any(other != first for other in others):
-        raise GenerateError(
-            f"the translation differs between {', '.join(TRANSLATION_REGIONS)}: one StackSet "
-            "template cannot serve every home region"
-        )
+    for other in others:
+        if other != first:
+            differ = sorted(
+                logical_id
+                for logical_id in set(first["Resources"]) | set(other["Resources"])
+                if first["Resources"].get(logical_id) != other["Resources"].get(logical_id)
+            )
+            raise GenerateError(
+                f"the translation differs between {', '.join(TRANSLATION_REGIONS)} "
+                f"({', '.join(differ) or 'outside Resources'}): one StackSet template cannot "
+                "serve every home region"
+            )
     return first
+
+
+def with_artifact_bucket(value: Any) -> Any:
+    """The translated value with the bucket placeholder replaced by the artifact bucket."""
+    if value == BUCKET_PLACEHOLDER:
+        return copy.deepcopy(ARTIFACT_BUCKET)
+    if isinstance(value, list):
+        return [with_artifact_bucket(item) for item in value]
+    if isinstance(value, dict):
+        return {key: with_artifact_bucket(item) for key, item in value.items()}
+    return value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -444,7 +467,10 @@ def stackset_template(
     template: dict[str, Any], artifacts: list[Artifact], export_prefix: str | None
 ) -> dict[str, Any]:
     """template.yaml, translated, with the StackSet parameters, exports and home-region rule."""
-    result = translate_region_independently(with_s3_code(template, artifacts))
+    translated = translate_region_independently(with_s3_code(template, artifacts))
+    result = cast(dict[str, Any], with_artifact_bucket(translated))
+    if BUCKET_PLACEHOLDER in json.dumps(result):
+        raise GenerateError("the translation embedded the code bucket in another value")
     check_plain_cloudformation(result)
     add_parameters(result, export_prefix)
     rewrite_exports(result)

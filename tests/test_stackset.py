@@ -31,6 +31,7 @@ from cfnlint.decode import cfn_yaml
 from moto import mock_aws
 
 import upload
+from generate import BUCKET_PLACEHOLDER
 
 ROOT = Path(__file__).resolve().parent.parent
 SAM_PYTHON = ROOT / ".venv-sam" / "bin" / "python"
@@ -41,8 +42,6 @@ BUCKET_TEMPLATE = ROOT / "stackset" / "artifact-bucket.yaml"
 
 ARTIFACT_BUCKET = {"Fn::Sub": "${ArtifactBucketPrefix}-${AWS::Region}"}
 STACKSET_PARAMETERS = {"ArtifactBucketPrefix", "ExportPrefix", "HomeRegion"}
-PLACEHOLDER_URI = "s3://reference-bucket/reference.zip"
-PLACEHOLDER_CODE = {"S3Bucket": "reference-bucket", "S3Key": "reference.zip"}
 LINT_REGIONS = ["us-east-1", "eu-west-1", "ap-southeast-2", "ca-central-1", "sa-east-1"]
 HOME = "eu-west-1"
 TEMPLATE_BODY_LIMIT = 51_200  # create-stack-set --template-body
@@ -119,16 +118,24 @@ def load_source(path: Path) -> dict[str, Any]:
     return json.loads(json.dumps(cfn_yaml.load(str(path))))
 
 
-def reference_translation(source: dict[str, Any]) -> dict[str, Any]:
-    """template.yaml translated by samtranslator's public API, code at a placeholder S3 URI."""
+def reference_translation(source: dict[str, Any], generated: Generated) -> dict[str, Any]:
+    """The SAM template translated by samtranslator's public API, each function with local code
+    at the S3 key the generated template names for it, in a bucket named by the generator's
+    placeholder literal and swapped for the artifact bucket afterwards (SAM would resolve its
+    ${AWS::Region} to the translating region, and it derives some logical ids, e.g. versions,
+    from a hash of the code location)."""
     source = copy.deepcopy(source)
+    keys = generated.function_keys()
     global_uri = source.get("Globals", {}).get("Function", {}).get("CodeUri")
-    for resource in source["Resources"].values():
+    local = set()
+    for logical_id, resource in source["Resources"].items():
         if resource["Type"] == "AWS::Serverless::Function":
             properties = resource.setdefault("Properties", {})
             uri = properties.get("CodeUri", global_uri)
             if isinstance(uri, str) and not uri.startswith("s3://"):
-                properties["CodeUri"] = PLACEHOLDER_URI
+                local.add(logical_id)
+                properties["CodeUri"] = f"s3://{BUCKET_PLACEHOLDER}/{keys[logical_id]}"
+    assert local == set(keys) != set()  # every function with local code, and only those, moved
     done = subprocess.run(
         [str(SAM_PYTHON), "-c", REFERENCE_TRANSLATION],
         input=json.dumps(source),
@@ -137,7 +144,8 @@ def reference_translation(source: dict[str, Any]) -> dict[str, Any]:
         timeout=120,
         check=True,
     )
-    return json.loads(done.stdout)
+    placeholder = json.dumps(BUCKET_PLACEHOLDER)
+    return json.loads(done.stdout.replace(placeholder, json.dumps(ARTIFACT_BUCKET)))
 
 
 def evaluate(value: Any, names: dict[str, str]) -> str:
@@ -184,27 +192,17 @@ def holds(condition: Any, values: dict[str, str]) -> Any:
     raise AssertionError(f"no evaluator for {function}")
 
 
-def assert_same_as_reference(generated: Generated, reference: dict[str, Any]) -> None:
-    """The generated template declares exactly what the SAM template does once translated,
-    except the code location (the artifact bucket), the StackSet parameters, the export names
-    (under ExportPrefix instead of the stack name) and the home-region rule."""
+def assert_same_as_reference(generated: Generated, source: dict[str, Any]) -> None:
+    """The generated template declares exactly what the SAM template does once translated with
+    its code in the artifact bucket, plus the StackSet parameters, the export names (under
+    ExportPrefix instead of the stack name) and the home-region rule."""
+    reference = reference_translation(source, generated)
     mine = generated.template
+    for key in generated.function_keys().values():
+        assert key in generated.zips
     assert set(mine["Resources"]) == set(reference["Resources"])
-    moved = 0
     for logical_id, expected in reference["Resources"].items():
-        actual = copy.deepcopy(mine["Resources"][logical_id])
-        expected = copy.deepcopy(expected)
-        if expected["Type"] == "AWS::Lambda::Function" and (
-            expected["Properties"]["Code"] == PLACEHOLDER_CODE
-        ):
-            code = actual["Properties"].pop("Code")
-            expected["Properties"].pop("Code")
-            assert code["S3Bucket"] == ARTIFACT_BUCKET
-            assert code["S3Key"] in generated.zips
-            assert set(code) == {"S3Bucket", "S3Key"}
-            moved += 1
-        assert actual == expected, logical_id
-    assert moved == len(generated.function_keys()) >= 1
+        assert mine["Resources"][logical_id] == expected, logical_id
 
     reference_parameters = reference.get("Parameters", {})
     assert set(mine["Parameters"]) == set(reference_parameters) | STACKSET_PARAMETERS
@@ -248,7 +246,7 @@ def source() -> dict[str, Any]:
 def test_declares_exactly_what_template_yaml_declares_once_translated(
     generated: Generated, source: dict[str, Any]
 ) -> None:
-    assert_same_as_reference(generated, reference_translation(source))
+    assert_same_as_reference(generated, source)
 
 
 def test_is_plain_cloudformation_a_service_managed_stack_set_accepts(generated: Generated) -> None:
@@ -296,8 +294,9 @@ def test_exports_default_to_the_names_a_sam_deploy_stack_exports(generated: Gene
 def test_a_template_change_needs_no_generator_change(
     tmp_path: Path, source: dict[str, Any]
 ) -> None:
-    """A new resource, a schedule, event-invoke settings, a second function on the same code and
-    new exports (one by Fn::Join) all come through, checked against the reference translation."""
+    """A new resource, a schedule, event-invoke settings, a CodeUri from Globals, a second
+    function on the same code with a published alias, and new exports (by Fn::Join, by Fn::Sub
+    with a variable map) all come through, checked against the reference translation."""
     changed = copy.deepcopy(source)
     function_id = next(
         logical_id
@@ -310,6 +309,8 @@ def test_a_template_change_needs_no_generator_change(
     }
     function["EventInvokeConfig"] = {"MaximumRetryAttempts": 0}
     changed["Resources"]["DriftFunction"] = copy.deepcopy(changed["Resources"][function_id])
+    changed["Resources"]["DriftFunction"]["Properties"]["AutoPublishAlias"] = "live"
+    changed["Globals"] = {"Function": {"CodeUri": function.pop("CodeUri")}}
     changed["Resources"]["AuditTopic"] = {"Type": "AWS::SNS::Topic"}
     changed["Outputs"]["AuditTopicArn"] = {
         "Value": {"Ref": "AuditTopic"},
@@ -329,9 +330,10 @@ def test_a_template_change_needs_no_generator_change(
 
     result = generate(tmp_path / "out", tmp_path / "template.json", build)
 
-    assert_same_as_reference(result, reference_translation(changed))
+    assert_same_as_reference(result, changed)
     types = {r["Type"] for r in result.template["Resources"].values()}
     assert {"AWS::SNS::Topic", "AWS::Events::Rule", "AWS::Lambda::EventInvokeConfig"} <= types
+    assert {"AWS::Lambda::Version", "AWS::Lambda::Alias"} <= types
     keys = result.function_keys()
     assert set(keys) == {function_id, "DriftFunction"}
     assert len(set(keys.values())) == 1  # same code, same key
