@@ -15,7 +15,7 @@ PYENV_DIR := $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)
 PY313 := $(or $(lastword $(wildcard $(PYENV_DIR)/versions/3.13*/bin/python3.13)),$(shell command -v python3.13))
 SAM := SAM_CLI_TELEMETRY=0 PATH="$(dir $(PY313)):$$PATH" $(SAM_VENV)/bin/sam
 
-.PHONY: test lint typecheck cfn-lint sam unit demo bench clean
+.PHONY: test lint typecheck cfn-lint sam stackset unit demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,23 +37,29 @@ $(RUNTIME_VENV)/.installed:
 	touch $@
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench stackset
+	$(BIN)/ruff format --check src tests bench stackset
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict -p jets_deploy_iam -p jets_deploy_iam_cli
+	$(BIN)/mypy --strict stackset/generate.py stackset/upload.py
 
 cfn-lint: $(STAMP)
-	$(BIN)/cfn-lint template.yaml examples/*.yaml
+	$(BIN)/cfn-lint template.yaml examples/*.yaml stackset/artifact-bucket.yaml
 
 sam: $(SAM_VENV)/.installed $(RUNTIME_VENV)/.installed
 	$(SAM) validate --lint
 	$(SAM) build
 
+# The StackSet template and code zip (stackset/template.json, stackset/dist/<sha256>.zip), from
+# template.yaml and this `sam build`: translated offline by the SAM CLI's own samtranslator.
+stackset: sam
+	$(SAM_VENV)/bin/python stackset/generate.py
+
 unit: $(STAMP)
 	$(BIN)/pytest
 
-test: lint typecheck cfn-lint sam unit
+test: lint typecheck cfn-lint sam stackset unit
 
 demo: $(STAMP)
 	@$(BIN)/jets-deploy-iam demo
@@ -62,4 +68,5 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) $(RUNTIME_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) $(RUNTIME_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache \
+		stackset/template.json stackset/dist
