@@ -21,19 +21,21 @@ os.environ.update(
     AWS_SECRET_ACCESS_KEY="testing",
     AWS_DEFAULT_REGION="us-east-1",
     AWS_REGION="us-east-1",
+    JETS_REGISTRY_TABLE="bench-registry",
 )
-os.environ.pop("AWS_ENDPOINT_URL_IAM", None)
+for _var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_IAM", "AWS_ENDPOINT_URL_DYNAMODB"):
+    os.environ.pop(_var, None)
 
+import boto3  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
+from helpers import Stack, controller_sender  # noqa: E402
 from jets_deploy_iam.config import ReconcileConfig  # noqa: E402
 from jets_deploy_iam.iam.client import make_iam_client  # noqa: E402
-from jets_deploy_iam.reconcile import Reconciler  # noqa: E402
-from jets_deploy_iam.spec import Environment, parse_properties  # noqa: E402
+from jets_deploy_iam.registry.store import DynamoDBRegistry, create_table  # noqa: E402
 from strict_iam import StrictIam  # noqa: E402
 
 LATENCY = 0.020
-ENV = Environment("aws", "123456789012")
 rows: list[tuple[str, str, str]] = []
 
 
@@ -46,19 +48,40 @@ def users(n: int, start: int = 0) -> list[str]:
     return [f"user{i:04d}" for i in range(start, start + n)]
 
 
+class DynamoCalls:
+    """Counts the registry's DynamoDB requests, as botocore sends them."""
+
+    def __init__(self, client: object) -> None:
+        self.calls: list[str] = []
+        client.meta.events.register("before-call.dynamodb", self._seen)  # type: ignore[attr-defined]
+
+    def _seen(self, model: object, **_kwargs: object) -> None:
+        self.calls.append(model.name)  # type: ignore[attr-defined]
+
+    def take(self) -> str:
+        reads = sum(1 for c in self.calls if c == "GetItem")
+        writes = sum(1 for c in self.calls if c == "PutItem")
+        self.calls.clear()
+        return f"{reads} / {writes}"
+
+
 def scenario_calls() -> None:
     strict = StrictIam()
     with mock_aws(), strict.installed():
         client = make_iam_client()
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        create_table(dynamodb, "bench-registry")
+        dynamo = DynamoCalls(dynamodb)
+        registry = DynamoDBRegistry(dynamodb, "bench-registry")
         for name in users(1050):
             client.create_user(UserName=name)
-        config = ReconcileConfig()
+        send = controller_sender(client, registry, ReconcileConfig())
 
         strict.reset()
         strict.latency = LATENCY
-        spec400 = parse_properties({"GroupName": "Bench400", "Users": users(400)}, ENV)
+        bench400 = Stack(send, logical_id="Bench400")
         started = time.perf_counter()
-        Reconciler(client, config).create(spec400)
+        assert bench400.create({"GroupName": "Bench400", "Users": users(400)}).ok
         wall = time.perf_counter() - started
         calls = len(strict.calls)
         report("400-member Create: IAM reads", str(len(strict.reads)), "<= 20")
@@ -70,38 +93,43 @@ def scenario_calls() -> None:
         )
         report("400-member Create: max IAM calls in flight", str(strict.max_in_flight), "<= 8")
         report("400-member Create: wall time", f"{wall:.2f} s", "-")
+        report("Create: registry reads / writes (DynamoDB)", dynamo.take(), "1 / 2")
 
         strict.latency = 0
-        spec = parse_properties({"Users": users(1000)}, ENV)
+        jets = Stack(send)
         strict.reset()
-        Reconciler(client, config).create(spec)
+        assert jets.create({"Users": users(1000)}).ok
         report("1,000-member Create: reads / writes",
                f"{len(strict.reads)} / {len(strict.writes)}", "-")  # fmt: skip
+        dynamo.take()
 
         strict.reset()
         strict.latency = LATENCY
         started = time.perf_counter()
-        Reconciler(client, config).update(spec, spec, "Jets")
+        assert jets.update({"Users": users(1000), "Exclusive": "true"}).ok
         wall = time.perf_counter() - started
         report("no-op Update, 1,000 members: writes", str(len(strict.writes)), "0")
         report("no-op Update, 1,000 members: reads", str(len(strict.reads)), "<= 10")
         report("no-op Update, 1,000 members: wall time", f"{wall:.2f} s", "-")
+        report("no-op Update: registry reads / writes (DynamoDB)", dynamo.take(), "1 / 1")
 
-        changed = parse_properties({"Users": users(975, 25) + users(25, 1000)}, ENV)
         strict.reset()
-        Reconciler(client, config).update(changed, spec, "Jets")
+        assert jets.update({"Users": users(975, 25) + users(25, 1000)}).ok
         report("Update +25/-25 of 1,000 members: writes", str(len(strict.writes)), "50")
+        report("Update: registry reads / writes (DynamoDB)", dynamo.take(), "1 / 2")
 
-        small = parse_properties({"GroupName": "Bench100", "Users": users(100)}, ENV)
         strict.latency = 0
-        Reconciler(client, config).create(small)
+        small = Stack(send, logical_id="Bench100")
+        assert small.create({"GroupName": "Bench100", "Users": users(100)}).ok
+        dynamo.take()
         strict.latency = LATENCY
         strict.reset()
         started = time.perf_counter()
-        Reconciler(client, config).delete("Bench100")
+        assert small.delete().ok
         wall = time.perf_counter() - started
         report("Delete of a 100-member group: wall time", f"{wall:.2f} s", "seconds, no sleeps")
         report("Delete of a 100-member group: calls", str(len(strict.calls)), "-")
+        report("Delete: registry reads / writes (DynamoDB)", dynamo.take(), "1 / 1")
 
 
 def scenario_delete_end_to_end(members: int = 100) -> None:
@@ -155,12 +183,12 @@ def _time_import(code: str) -> float:
 def scenario_cold_start(runs: int = 9) -> None:
     handler = [_time_import("import jets_deploy_iam.handler") for _ in range(runs)]
     with_client = [
-        _time_import("import jets_deploy_iam.handler as h; h._iam_client()") for _ in range(runs)
+        _time_import("import jets_deploy_iam.handler as h; h._clients()") for _ in range(runs)
     ]
     baseline = [_time_import("import boto3; boto3.client('iam')") for _ in range(runs)]
     h, c, b = (statistics.median(x) for x in (handler, with_client, baseline))
     report("cold start: import handler (median of 9)", f"{h * 1000:.0f} ms", "-")
-    report("cold start: import handler + its IAM client", f"{c * 1000:.0f} ms", "-")
+    report("cold start: import handler + its IAM and DynamoDB clients", f"{c * 1000:.0f} ms", "-")
     report("cold start: import boto3 + client('iam')", f"{b * 1000:.0f} ms", "-")
     report("cold start: ratio (import handler / baseline)", f"{h / b:.2f}", "<= 1.3")
     report("cold start: ratio (handler + client / baseline)", f"{c / b:.2f}", "-")

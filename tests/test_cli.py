@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING
 import boto3
 import pytest
 
-from helpers import ACCOUNT, declared, make_policy, make_users
-from jets_deploy_iam.reconcile import Reconciler
+from helpers import ACCOUNT, Stack, make_policy, make_users
 from jets_deploy_iam_cli import cli
 from strict_iam import StrictIam
 
@@ -29,10 +28,10 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 @pytest.fixture
-def deployed(iam: IAMClient, strict: StrictIam) -> str:
+def deployed(iam: IAMClient, strict: StrictIam, stack: Stack) -> str:
     make_users(iam, ["alice", "bob", "carol"])
     arn = make_policy(iam, "Extra")
-    Reconciler(iam).create(declared(Users="alice,bob", ManagedPolicyArns=arn))
+    assert stack.create({"Users": "alice,bob", "ManagedPolicyArns": arn}).ok
     strict.reset()
     return arn
 
@@ -43,14 +42,15 @@ def deployed(iam: IAMClient, strict: StrictIam) -> str:
 def test_demo_runs_the_whole_lifecycle(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "demo")
     assert code == 0
-    assert "1/6 Create" in out
+    assert "1/7 Create" in out
     assert "+ attach arn:aws:iam::aws:policy/service-role/AWS_ConfigRole" in out
     assert "+ add user carol" in out
     assert "- remove user bob" in out
     assert "FAILED  PhysicalResourceId=Jets" in out
     assert "no such IAM user dave" in out
     assert "group unchanged" in out
-    assert "~ rename group Jets -> JetsDeployers" in out
+    assert "+ create group JetsDeployers (path /)" in out  # a rename is a replacement
+    assert "- delete group Jets\n" in out  # CloudFormation's cleanup of the old name
     assert "- delete group JetsDeployers" in out
     assert "demo finished: every step answered as expected" in out
     assert "\033[" not in out  # not a TTY: no colour codes

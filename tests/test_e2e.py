@@ -57,11 +57,13 @@ def test_every_fixture_in_lifecycle_order(moto_server: str, tmp_path: Path) -> N
         renamed = send(load("update-rename.json"))
         assert renamed["Status"] == "SUCCESS", renamed["Reason"]
         assert renamed["PhysicalResourceId"] == "JetsDeployers"
-        assert renamed["Data"]["GroupId"] == group_id
+        assert renamed["Data"]["GroupId"] != group_id  # a replacement, like AWS::IAM::Group
+        assert iam.get_group(GroupName="Jets")["Group"]["GroupId"] == group_id  # still intact
 
-        # CloudFormation then deletes the old physical id: a harmless no-op.
+        # CloudFormation's cleanup then deletes the old physical id.
         cleanup = {**load("delete.json"), "PhysicalResourceId": "Jets", "RequestId": "cleanup-1"}
         assert send(cleanup)["Status"] == "SUCCESS"
+        assert [g["GroupName"] for g in iam.list_groups()["Groups"]] == ["JetsDeployers"]
         attached = iam.list_attached_group_policies(GroupName="JetsDeployers")["AttachedPolicies"]
         assert [p["PolicyName"] for p in attached] == ["AWS_ConfigRole"]
 
@@ -71,6 +73,6 @@ def test_every_fixture_in_lifecycle_order(moto_server: str, tmp_path: Path) -> N
     assert iam.list_groups()["Groups"] == []
     assert {u["UserName"] for u in iam.list_users()["Users"]} == {"alice", "bob", "carol"}
     assert "request finished" in output
-    assert '"name":"crhelper.utils"' in output  # crhelper's lines go through Powertools
+    assert '"name":"jets_deploy_iam.protocol"' in output  # module loggers go through Powertools
     assert "'ResponseURL'" not in output  # crhelper never below INFO, even at DEBUG
     assert SIGNATURE not in output

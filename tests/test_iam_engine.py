@@ -216,8 +216,22 @@ def test_removing_something_already_gone_is_success(iam: IAMClient, strict: Stri
     apply_plan(iam, plan_reconcile(declared(Users="alice"), None))
     stale = read_group(iam, "Jets")
     iam.remove_user_from_group(GroupName="Jets", UserName="alice")
+    strict.reset()
     apply_plan(iam, plan_reconcile(declared(), stale, Ownership(members=frozenset({"alice"}))))
-    assert strict.calls[-1].action == "RemoveUserFromGroup"
+    # IAM answers NoSuchEntity; a read confirms alice is not a member: done, not an error.
+    assert strict.actions() == ["RemoveUserFromGroup", "GetGroup"]
+
+
+def test_a_removal_iam_calls_gone_but_a_read_contradicts_is_an_error(
+    iam: IAMClient, strict: StrictIam
+) -> None:
+    make_users(iam, ["alice"])
+    apply_plan(iam, plan_reconcile(declared(Users="alice"), None))
+    stale = read_group(iam, "Jets")
+    strict.inject("RemoveUserFromGroup", "NoSuchEntity")  # IAM's eventually consistent word
+    with pytest.raises(IamApplyError, match="remove user alice failed: NoSuchEntity"):
+        apply_plan(iam, plan_reconcile(declared(), stale, Ownership(members=frozenset({"alice"}))))
+    assert read_group(iam, "Jets").members == {"alice"}  # type: ignore[union-attr]
 
 
 # -- limits the strict layer enforces when pre-flight is bypassed -------------------------------

@@ -485,3 +485,56 @@ def test_a_registry_that_cannot_be_written_fails_before_any_iam_write(
     assert not response.ok
     assert "registry" in response.reason
     assert strict.writes == []
+
+
+# -- between deploys: the drift check the schedule and the command line share ---------------------
+
+
+def test_drift_is_reported_then_corrected_without_touching_foreign_content(
+    iam: IAMClient, registry: DynamoDBRegistry, stack: Stack, world: dict[str, str]
+) -> None:
+    import json
+
+    from helpers import ENV, STACK
+    from jets_deploy_iam.request import ResourceKey
+
+    handmade_group(iam, world)
+    props = {"Users": "alice", "Exclusive": "false", "AdoptExistingGroup": "true"}
+    assert stack.create(props).ok
+    iam.remove_user_from_group(GroupName="Jets", UserName="alice")  # drift
+    iam.put_group_policy(
+        GroupName="Jets", PolicyName="JetsPolicy", PolicyDocument=json.dumps(HANDMADE)
+    )
+    iam.add_user_to_group(GroupName="Jets", UserName="dave")  # foreign, added by hand
+    key = ResourceKey(STACK, "JetsDeployGroup")
+    report = Controller(iam, registry).check_drift(key, ENV)
+    assert [str(c) for c in report.plan] == ["~ policy JetsPolicy (+apigateway:* +cloudformation:* "
+        "+dynamodb:* +events:* +iam:* +lambda:* +logs:* +route53:* +s3:* -sqs:SendMessage)",
+        "+ add user alice"]  # fmt: skip
+    assert report.corrected == 0
+    fixed = Controller(iam, registry).check_drift(key, ENV, correct=True)
+    assert fixed.corrected == 2
+    group = snapshot(iam, "Jets")
+    assert group is not None
+    assert group["members"] == {"alice", "bob", "carol", "dave"}  # foreign members untouched
+    assert not Controller(iam, registry).check_drift(key, ENV).plan
+
+
+def test_a_group_deleted_by_hand_is_reported_and_recreated(
+    iam: IAMClient, registry: DynamoDBRegistry, stack: Stack, world: dict[str, str]
+) -> None:
+    from helpers import ENV, STACK
+    from jets_deploy_iam.request import ResourceKey
+
+    assert stack.create({"Users": "alice"}).ok
+    iam.remove_user_from_group(GroupName="Jets", UserName="alice")
+    iam.delete_group_policy(GroupName="Jets", PolicyName="JetsPolicy")
+    iam.delete_group(GroupName="Jets")
+    key = ResourceKey(STACK, "JetsDeployGroup")
+    assert Controller(iam, registry).check_drift(key, ENV).plan.changes[0].describe() == (
+        "create group Jets (path /)"
+    )
+    assert Controller(iam, registry).check_drift(key, ENV, correct=True).corrected == 3
+    assert snapshot(iam, "Jets")["members"] == {"alice"}  # type: ignore[index]
+    assert stack.delete().ok  # the registry knows the new GroupId: the Delete still acts
+    assert snapshot(iam, "Jets") is None

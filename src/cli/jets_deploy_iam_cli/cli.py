@@ -27,9 +27,10 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from jets_deploy_iam import policy
 from jets_deploy_iam.exceptions import JetsDeployIamError
 from jets_deploy_iam.iam.reader import read_group
-from jets_deploy_iam.plan import Plan, plan_reconcile
-from jets_deploy_iam.reconcile import Reconciler, preview_request
+from jets_deploy_iam.plan import Plan
+from jets_deploy_iam.registry.store import MemoryRegistry
 from jets_deploy_iam.spec import Environment, parse_properties
+from jets_deploy_iam_cli.preview import preview, request_for_properties, request_from_event
 from jets_deploy_iam_cli.render import Style, plan_lines
 
 if TYPE_CHECKING:
@@ -190,25 +191,17 @@ def _environment(args: argparse.Namespace, token: str | None) -> Environment:
 
 def _plan(args: argparse.Namespace, out: Style) -> int:
     iam: IAMClient = _client("iam", args.endpoint_url)
-    reconciler = Reconciler(iam)
+    registry = MemoryRegistry()  # issue 12: the deployed stack's registry table
     if args.event:
         event = _read_event(args.event)
-        kind = str(event["RequestType"])
         props = event.get("ResourceProperties", {})
-        env = _environment(args, props.get("ServiceToken") or event.get("ServiceToken"))
-        physical_id = event.get("PhysicalResourceId")
-        plan = preview_request(
-            reconciler, kind, props, event.get("OldResourceProperties"), physical_id, env
-        )
-        name = physical_id if kind == "Delete" else props.get("GroupName", "Jets")
-        return _print_plan(f"{kind} of {name}", plan, out)
-    declared = parse_properties(_flag_properties(args), _environment(args, None))
-    previous = declared if not declared.exclusive else None
-    # One read decides Update (the group exists) or Create, and is the plan's actual state.
-    actual = read_group(iam, declared.group_name)
-    kind = "Update" if actual else "Create"
-    plan = plan_reconcile(declared, actual, previous)
-    return _print_plan(f"{kind} of {declared.group_name}", plan, out)
+        token = props.get("ServiceToken") if isinstance(props, dict) else None
+        request = request_from_event(event, _environment(args, token or event.get("ServiceToken")))
+    else:
+        request = request_for_properties(iam, _flag_properties(args), _environment(args, None))
+    decision = preview(iam, registry, request)
+    name = request.physical_id if request.kind == "Delete" else request.declared.group_name
+    return _print_plan(f"{request.kind} of {name}", decision.plan, out)
 
 
 def _flag_properties(args: argparse.Namespace) -> dict[str, Any]:
@@ -261,13 +254,19 @@ def _drift(args: argparse.Namespace, style: Style) -> int:
     from jets_deploy_iam_cli.stack import read_stack
 
     deployed = read_stack(_client("cloudformation", args.endpoint_url), args.stack)
-    declared = parse_properties(deployed.properties, deployed.env)
-    reconciler = Reconciler(_client("iam", args.endpoint_url))
-    # Compare with the declaration itself as "previous": foreign items are drift only if
-    # the stack says Exclusive.
-    plan = reconciler.preview(declared, declared, deployed.physical_id)
+    iam: IAMClient = _client("iam", args.endpoint_url)
+    request = request_from_event(
+        {
+            "RequestType": "Update",
+            "PhysicalResourceId": deployed.physical_id,
+            "ResourceProperties": deployed.properties,
+            "OldResourceProperties": deployed.properties,
+        },
+        deployed.env,
+    )
+    plan = preview(iam, MemoryRegistry(), request).plan
     if not plan:
-        print(style(f"in sync: group {declared.group_name} matches stack {args.stack}", "green"))
+        print(style(f"in sync: group {deployed.physical_id} matches stack {args.stack}", "green"))
         return EXIT_OK
     print(style(f"drifted: group {deployed.physical_id} differs from stack {args.stack}", "red"))
     print("the next deploy (or an Update) would make these changes:")
@@ -282,12 +281,19 @@ def _drift(args: argparse.Namespace, style: Style) -> int:
 @contextlib.contextmanager
 def _iam(endpoint_url: str | None, seed_users: Sequence[str]) -> Iterator[IAMClient]:
     if endpoint_url is None:
-        from jets_deploy_iam_cli.local.emulator import embedded_iam
+        from jets_deploy_iam_cli.local.emulator import embedded_aws
 
-        with embedded_iam(seed_users) as client:
-            yield client
+        with embedded_aws(seed_users) as aws:
+            yield aws.iam
         return
+    from jets_deploy_iam.registry.store import create_table
+
     os.environ["AWS_ENDPOINT_URL_IAM"] = endpoint_url
+    os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = endpoint_url
+    table = os.environ.setdefault("JETS_REGISTRY_TABLE", "jets-deploy-iam-registry")
+    dynamodb = _client("dynamodb", endpoint_url)
+    with contextlib.suppress(dynamodb.exceptions.ResourceInUseException):
+        create_table(dynamodb, table)
     remote: IAMClient = _client("iam", endpoint_url)
     for user in seed_users:
         with contextlib.suppress(remote.exceptions.EntityAlreadyExistsException):

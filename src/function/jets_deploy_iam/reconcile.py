@@ -41,7 +41,7 @@ from jets_deploy_iam.ownership import Ownership, legacy_ownership
 from jets_deploy_iam.plan import copied_content, plan_copy, plan_delete, plan_reconcile
 from jets_deploy_iam.registry.model import GroupRecord, LastUpdate, ResourceRecord
 from jets_deploy_iam.registry.store import Registry, Stored
-from jets_deploy_iam.request import Request
+from jets_deploy_iam.request import Request, ResourceKey
 from jets_deploy_iam.response import Response, reason_for, shorten
 from jets_deploy_iam.spec import DeclaredGroup, Environment, is_group_name, parse_properties
 from jets_deploy_iam.state import ActualGroup
@@ -113,6 +113,27 @@ class Decision:
     note: str = ""
 
 
+@dataclass(frozen=True)
+class Drift:
+    """A registered resource's group against the declaration last applied to it."""
+
+    key: ResourceKey
+    group: str
+    declared: DeclaredGroup | None = None
+    decision: Decision | None = None
+    #: changes applied to correct it (0 when only reported)
+    corrected: int = 0
+    note: str = ""
+
+    @property
+    def plan(self) -> Plan:
+        return self.decision.plan if self.decision is not None else Plan()
+
+    @property
+    def drifted(self) -> bool:
+        return bool(self.plan) or (self.decision is not None and self.decision.action == "none")
+
+
 class Controller:
     """One request's worth of work: it keeps that request's registry record and progress."""
 
@@ -178,6 +199,48 @@ class Controller:
     @property
     def record(self) -> ResourceRecord:
         return _required(self._stored).record
+
+    # -- between deploys: drift ----------------------------------------------------------------
+
+    def check_drift(self, key: ResourceKey, env: Environment, correct: bool | None = None) -> Drift:
+        """Compare a registered resource's group with the declaration last applied to it, and
+        (``correct``, or the resource's own ``DriftAction: correct``) converge it now.
+
+        The declaration is the registry's, policy document included, never one rebuilt from
+        properties by this version of the code: between deploys, only what was deployed is
+        enforced. Foreign content of a non-exclusive resource is never touched (the plan removes
+        only what the resource owns); a group deleted by hand is created again.
+        """
+        self._stored = self.registry.load(key)
+        record = self.record
+        name = record.current
+        if name is None or name not in record.groups:
+            return Drift(key, name or "", note="no group: the resource is deleted or never created")
+        if record.in_progress is not None:
+            return Drift(key, name, note=f"request {record.in_progress} is under way: not checked")
+        entry = record.groups[name]
+        declared = replace(parse_properties(entry.properties, env), policy_document=entry.document)
+        actual = self._read(name)
+        if actual is not None and not entry.matches(actual):
+            note = "the group was replaced outside CloudFormation (another GroupId): left alone"
+            return Drift(key, name, declared, Decision("none", name, before=actual), note=note)
+        plan = plan_reconcile(declared, actual, entry.ownership)
+        claims = entry.ownership.claim(plan, actual)
+        record_ahead = replace(entry, ownership=claims)
+        decision = Decision("correct", name, plan, actual, entry.ownership, record=record_ahead)
+        correcting = declared.drift_action == "correct" if correct is None else correct
+        if not plan or not correcting:
+            return Drift(key, name, declared, decision)
+        self._preflight(decision)
+        self._stored = self.registry.change(self._stored, lambda r: r.with_group(record_ahead))
+        applier = self._applier(self.deadline)
+        try:
+            applier.apply(plan)
+        finally:  # what was applied is recorded even if the correction stops half way
+            info = self._info(declared, actual, applier.result)
+            done = replace(_settled(record_ahead, applier.result), group_id=info.group_id or None)
+            self._stored = self.registry.change(self._stored, lambda r: r.with_group(done))
+        return Drift(key, name, declared, decision, corrected=len(applier.result.applied))
 
     # -- Create ------------------------------------------------------------------------------
 
@@ -273,9 +336,9 @@ class Controller:
     def _decide_update(self, request: Request) -> Decision:
         physical = str(request.physical_id)
         last = self.record.last_update
+        declared = request.declared  # a rollback restores properties that were applied: valid
         if last is not None and last.reversed_by(request):
             return self._decide_rollback(last)
-        declared = request.declared
         if not is_group_name(physical):
             raise GroupConflictError(f"physical id {physical} names no group: nothing to update")
         actual = self._read(physical)

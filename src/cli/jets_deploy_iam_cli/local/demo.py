@@ -17,16 +17,16 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from jets_deploy_iam.exceptions import JetsDeployIamError
 from jets_deploy_iam.iam.reader import read_group
-from jets_deploy_iam.reconcile import Reconciler, preview_request
 from jets_deploy_iam.spec import Environment
 from jets_deploy_iam_cli.local.context import FUNCTION_ARN
-from jets_deploy_iam_cli.local.emulator import embedded_iam
+from jets_deploy_iam_cli.local.emulator import EmbeddedAws, embedded_aws
 from jets_deploy_iam_cli.local.invoke import invoke
 from jets_deploy_iam_cli.local.receiver import ResponseReceiver
+from jets_deploy_iam_cli.preview import preview, request_from_event
 from jets_deploy_iam_cli.render import Style, group_lines, plan_lines, response_lines
 
 if TYPE_CHECKING:
-    from mypy_boto3_iam import IAMClient
+    pass
 
 CONFIG_ROLE = "arn:aws:iam::aws:policy/service-role/AWS_ConfigRole"
 STACK = "arn:aws:cloudformation:us-east-1:123456789012:stack/jets-deploy-iam/demo"
@@ -47,18 +47,22 @@ class Step:
 STEPS = (
     Step("Create: the Jets docs' group, policy and AWS_ConfigRole", "Create",
          {**BASE, "Users": "alice,bob"}),
-    Step("Update: grant carol, revoke bob", "Update",
+    Step("Update: grant carol, revoke bob (revocations run first)", "Update",
          {**BASE, "Users": "alice,carol"}, "Jets", {**BASE, "Users": "alice,bob"}),
     Step("Update with a mistake: a user that does not exist", "Update",
          {**BASE, "Users": "alice,carol,dave"}, "Jets", {**BASE, "Users": "alice,carol"}),
-    Step("Update: rename the group in place (members and GroupId kept)", "Update",
-         {**BASE, "GroupName": "JetsDeployers", "Users": "alice,carol"}, "Jets",
-         {**BASE, "Users": "alice,carol"}),
-    Step("Delete of the old name, which CloudFormation sends after a rename", "Delete",
+    Step("CloudFormation's rollback of that Update (properties swapped): nothing to undo",
+         "Update", {**BASE, "Users": "alice,carol"}, "Jets",
+         {**BASE, "Users": "alice,carol,dave"}),
+    Step("Update: rename the group (a replacement: a new group with the same content)",
+         "Update", {**BASE, "GroupName": "JetsDeployers", "Users": "alice,carol"}, "Jets",
+         {**BASE, "Users": "alice,carol"}, show=("Jets", "JetsDeployers")),
+    Step("CloudFormation's cleanup: Delete of the old name", "Delete",
          {**BASE, "Users": "alice,carol"}, "Jets", show=("Jets", "JetsDeployers")),
     Step("Delete: the stack goes away", "Delete",
          {**BASE, "GroupName": "JetsDeployers", "Users": "alice,carol"}, "JetsDeployers"),
 )  # fmt: skip
+EXPECTED = ("SUCCESS", "SUCCESS", "FAILED", "SUCCESS", "SUCCESS", "SUCCESS", "SUCCESS")
 
 
 def _event(step: Step) -> dict[str, Any]:
@@ -79,15 +83,15 @@ def _event(step: Step) -> dict[str, Any]:
     return event
 
 
-def _preview(client: IAMClient, step: Step, style: Style) -> list[str]:
+def _preview(aws: EmbeddedAws, event: dict[str, Any], style: Style) -> list[str]:
+    """What the function will do, decided from the registry and IAM without writing."""
     env = Environment.from_function_arn(FUNCTION_ARN)
     try:
-        plan = preview_request(
-            Reconciler(client), step.kind, step.props, step.old, step.physical_id, env
-        )
+        decision = preview(aws.iam, aws.registry, request_from_event(event, env))
     except JetsDeployIamError as error:
         return ["  " + style(f"would fail: {error}", "red")]
-    return plan_lines(plan, style)
+    note = ["  " + style(f"({decision.note})", "dim")] if decision.note else []
+    return plan_lines(decision.plan, style) + note
 
 
 def run(out: TextIO = sys.stdout) -> int:
@@ -95,19 +99,20 @@ def run(out: TextIO = sys.stdout) -> int:
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")  # the handler's JSON logs stay quiet
     style = Style.for_stream(out)
     say: Callable[[str], None] = functools.partial(print, file=out)
-    expected = ["SUCCESS", "SUCCESS", "FAILED", "SUCCESS", "SUCCESS", "SUCCESS"]
     say(style("jets-deploy-iam demo", "bold") + " - the real handler against an embedded IAM")
     say(style(f"seeded IAM users: {', '.join(SEED_USERS)}", "dim"))
     ok = True
-    with embedded_iam(SEED_USERS) as client, ResponseReceiver() as receiver:
-        for number, (step, want) in enumerate(zip(STEPS, expected, strict=True), start=1):
+    with embedded_aws(SEED_USERS) as aws, ResponseReceiver() as receiver:
+        client = aws.iam
+        for number, (step, want) in enumerate(zip(STEPS, EXPECTED, strict=True), start=1):
             say("")
             say(style(f"== {number}/{len(STEPS)} {step.title} ", "cyan", "bold"))
             say(style("plan", "bold"))
-            for line in _preview(client, step, style):
+            event = _event(step)
+            for line in _preview(aws, event, style):
                 say(line)
             before = read_group(client, step.physical_id or step.props["GroupName"])
-            response = invoke(_event(step), receiver)
+            response = invoke(event, receiver)
             say(style("response", "bold"))
             for line in response_lines(response, style):
                 say(line)

@@ -20,7 +20,7 @@ from jets_deploy_iam import policy
 from jets_deploy_iam.config import Deadline, ReconcileConfig
 from jets_deploy_iam.exceptions import IamApplyError
 from jets_deploy_iam.iam.client import error_code, error_message
-from jets_deploy_iam.iam.reader import read_group
+from jets_deploy_iam.iam.reader import read_members
 from jets_deploy_iam.plan import (
     AddMember,
     AttachPolicy,
@@ -198,8 +198,8 @@ class Applier:
         try:
             match change:
                 case RemoveMember(user=user):
-                    group = read_group(self.client, change.group, self.config.page_size)
-                    return group is None or user not in group.members
+                    members = read_members(self.client, change.group, self.config.page_size)
+                    return members is None or user not in members
                 case DetachPolicy(arn=arn):
                     return arn not in _attached_arns(self.client, change.group)
                 case DeletePolicy(policy_name=name):

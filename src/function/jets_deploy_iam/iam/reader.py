@@ -22,6 +22,30 @@ def read_group(client: IAMClient, name: str, page_size: int = 1000) -> ActualGro
     IAM looks names up case-insensitively; a group whose stored name differs in case is a
     different resource to us (a Delete for ``Jets`` must not delete ``jets``), so it is None.
     """
+    found = _group_and_members(client, name, page_size)
+    if found is None:
+        return None
+    group, members = found
+    return ActualGroup(
+        name=group["GroupName"],
+        path=group["Path"],
+        arn=group["Arn"],
+        group_id=group["GroupId"],
+        members=members,
+        inline_policies=_inline_policies(client, name, page_size),
+        managed_policy_arns=frozenset(_attached(client, name, page_size)),
+    )
+
+
+def read_members(client: IAMClient, name: str, page_size: int = 1000) -> frozenset[str] | None:
+    """Only the members of the group called exactly ``name`` (every page), or None."""
+    found = _group_and_members(client, name, page_size)
+    return None if found is None else found[1]
+
+
+def _group_and_members(
+    client: IAMClient, name: str, page_size: int
+) -> tuple[dict[str, Any], frozenset[str]] | None:
     members: set[str] = set()
     group: dict[str, Any] | None = None
     try:
@@ -37,15 +61,7 @@ def read_group(client: IAMClient, name: str, page_size: int = 1000) -> ActualGro
         raise
     if group is None or group["GroupName"] != name:
         return None
-    return ActualGroup(
-        name=group["GroupName"],
-        path=group["Path"],
-        arn=group["Arn"],
-        group_id=group["GroupId"],
-        members=frozenset(members),
-        inline_policies=_inline_policies(client, name, page_size),
-        managed_policy_arns=frozenset(_attached(client, name, page_size)),
-    )
+    return group, frozenset(members)
 
 
 def _inline_policies(client: IAMClient, name: str, page_size: int) -> dict[str, dict[str, Any]]:

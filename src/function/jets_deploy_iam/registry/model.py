@@ -65,6 +65,7 @@ class LastUpdate:
             request.kind == "Update"
             and request.request_id != self.request_id
             and request.physical_id == self.physical_id
+            and not _same(self.properties, self.old_properties)  # an Update changes something
             and _same(request.properties, self.old_properties)
             and _same(request.old_properties, self.properties)
         )
