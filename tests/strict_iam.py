@@ -11,6 +11,11 @@ in-process mocks and in-process servers alike) to add:
 * group inline policies over 5,120 characters (whitespace not counted) -> LimitExceeded;
 * injectable faults (any error code, e.g. Throttling or ServiceFailure) on any action, and
   NoSuchEntity for the first N calls naming a just-created group (eventual consistency);
+* IAM's per-account throttle: token buckets (a refill rate per second and a burst) shared by every
+  caller; a write (or, optionally, a read) that finds no token is answered
+  ``Throttling: Rate exceeded`` (HTTP 400), as real IAM answers; the clock is injectable so tests
+  run it in virtual time;
+* lost answers: a request applied, then answered 500 ServiceFailure (as if the answer was lost);
 * a log of every request that reached IAM, retries included, to count reads and writes.
 """
 
@@ -72,6 +77,34 @@ class Call:
     action: str
     group: str | None
     params: dict[str, Any]
+    at: float = 0.0  # when it reached IAM, on the layer's clock
+
+
+class TokenBucket:
+    """One of IAM's per-account buckets: ``rate`` tokens a second, at most ``burst`` saved up.
+
+    Every request of its kind takes a token; a request that finds none is refused (real IAM does
+    not say how many it grants, only ``Rate exceeded``). A refused request takes no token.
+    """
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float]) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.clock = clock
+        self._tokens = burst
+        self._at: float | None = None
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            now = self.clock()
+            if self._at is not None:
+                self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+            self._at = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return True
+            return False
 
 
 class StrictIam:
@@ -91,6 +124,11 @@ class StrictIam:
         self.faulted: list[Call] = []  # every request answered with an injected error
         self.in_flight = 0
         self.max_in_flight = 0
+        self.clock: Callable[[], float] = time.monotonic
+        self.write_bucket: TokenBucket | None = None
+        self.read_bucket: TokenBucket | None = None
+        self.throttled: list[Call] = []  # every request refused for want of a token
+        self._lost: dict[str, int] = {}
         self._lock = threading.Lock()
 
     # -- what tests use ------------------------------------------------------------------
@@ -102,12 +140,36 @@ class StrictIam:
     def fail_write(self, position: int, code: str = "ServiceFailure", attempts: int = 100) -> None:
         """Fail the ``position``-th write from now on (1-based) and its next ``attempts`` retries.
 
-        botocore retries ServiceFailure and Throttling, so a fault that should reach the caller
-        must outlast the retries: it sticks to that exact request.
+        ServiceFailure and Throttling are retried while the request's time lasts (or, without a
+        deadline, ``max_attempts`` times), so a fault that should reach the caller must outlast the
+        retries: it sticks to that exact request.
         """
         self._fail_write_at = len(self.writes) + position
         self._fail_write_code = code
         self._fail_write_attempts = attempts
+
+    def lose_answer(self, action: str, times: int = 1) -> None:
+        """The next ``times`` requests of ``action`` are applied, then answered ServiceFailure."""
+        self._lost[action] = times
+
+    def throttle(
+        self,
+        rate: float,
+        burst: float | None = None,
+        *,
+        clock: Callable[[], float] | None = None,
+        read_rate: float | None = None,
+        read_burst: float | None = None,
+    ) -> None:
+        """Throttle writes (and reads, if ``read_rate`` is given) as IAM does: token buckets
+        shared by every caller of the account. ``burst`` defaults to one second's worth."""
+        if clock is not None:
+            self.clock = clock
+        write_burst = max(1.0, rate) if burst is None else burst
+        self.write_bucket = TokenBucket(rate, write_burst, self.clock)
+        if read_rate is not None:
+            read_burst = max(1.0, read_rate) if read_burst is None else read_burst
+            self.read_bucket = TokenBucket(read_rate, read_burst, self.clock)
 
     def clear_faults(self) -> None:
         """The outage is over: pending injected faults are dropped."""
@@ -117,10 +179,12 @@ class StrictIam:
             self._fail_write_at = 0
             self.settle_after_create = 0
             self._unsettled.clear()
+            self._lost.clear()
 
     def reset(self) -> None:
         with self._lock:
             self.calls.clear()
+            self.throttled.clear()
             self.max_in_flight = 0
 
     def actions(self) -> list[str]:
@@ -134,13 +198,24 @@ class StrictIam:
     def reads(self) -> list[Call]:
         return [c for c in self.calls if c.action not in WRITE_ACTIONS]
 
+    @property
+    def accepted_writes(self) -> list[Call]:
+        """Writes IAM let through its throttle (they may still have failed for other reasons)."""
+        refused = {id(c) for c in self.throttled}
+        return [c for c in self.writes if id(c) not in refused]
+
     # -- the layer ---------------------------------------------------------------------
     def _before(self, response: IamResponse, action: str) -> None:
         params = {k: v for k, v in response.querystring.items() if k != "Action"}
         flat = {k: v[0] if isinstance(v, list) and len(v) == 1 else v for k, v in params.items()}
         group = flat.get("GroupName")
         with self._lock:
-            self.calls.append(Call(action, group, flat))
+            call = Call(action, group, flat, self.clock())
+            self.calls.append(call)
+            bucket = self.write_bucket if action in WRITE_ACTIONS else self.read_bucket
+            if bucket is not None and not bucket.take():
+                self.throttled.append(call)
+                raise InjectedError("Throttling", "Rate exceeded")
             signature = (action, repr(sorted(flat.items())))
             if action in WRITE_ACTIONS and len(self.writes) == self._fail_write_at:
                 self._fail_write_at = 0
@@ -218,6 +293,12 @@ class StrictIam:
                 if action == "GetGroup":
                     return layer._paged_get_group(response)
                 result = method(response)
+                with layer._lock:
+                    lose = layer._lost.get(action, 0) > 0
+                    if lose:
+                        layer._lost[action] -= 1
+                if lose:
+                    raise InjectedError("ServiceFailure", f"{action} applied, answer lost")
                 if action == "CreateGroup" and layer.settle_after_create:
                     with layer._lock:
                         name = response._get_param("GroupName").lower()
