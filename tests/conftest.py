@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pytest
-from botocore.retries import standard
 from moto import mock_aws
 
 from jets_deploy_iam.config import ReconcileConfig
 from jets_deploy_iam.iam.client import make_iam_client
 from processes import moto_server
 from strict_iam import StrictIam
+from virtual_time import VirtualClock
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
@@ -43,9 +44,22 @@ class NoSleep:
 
 
 @pytest.fixture(autouse=True)
-def _no_botocore_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    """botocore's own retry backoff would make throttling tests slow; the retries still happen."""
-    monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount", lambda _self, _ctx: 0)
+def _handler_waits_in_virtual_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The handler reads its config from the environment, with the real sleep: there its retry
+    backoff and pacing would make throttling tests slow. They wait in virtual time instead (the
+    retries still happen); the handler's deadline stays on the real clock."""
+    original = ReconcileConfig.from_env.__func__  # type: ignore[attr-defined]
+    clock = VirtualClock()
+
+    def from_env(cls: type[ReconcileConfig], environ: Mapping[str, str] = os.environ) -> object:
+        return replace(original(cls, environ), sleep=clock.sleep, clock=clock.now)
+
+    monkeypatch.setattr(ReconcileConfig, "from_env", classmethod(from_env))
+
+
+@pytest.fixture
+def vclock() -> VirtualClock:
+    return VirtualClock()
 
 
 @pytest.fixture
