@@ -33,7 +33,8 @@ class ReconcileConfig:
     clock: Callable[[], float] = field(default=time.monotonic, compare=False, repr=False)
     #: How the rate of IAM calls adapts to IAM's throttle (see ``iam/callpath.py``):
     #: ``adaptive`` is botocore's adaptive-mode client rate limiter (CUBIC) under a fixed cap of
-    #: ``max_in_flight``; ``aimd`` varies the number in flight instead (measured slower).
+    #: ``max_in_flight``; ``aimd`` varies the number in flight instead (as fast, measured with
+    #: many times more refused requests).
     pacing: Literal["adaptive", "aimd"] = "adaptive"
     #: Socket timeouts of one IAM attempt, before ``call_timeouts`` fits them in the margin.
     connect_timeout: float = 2.0

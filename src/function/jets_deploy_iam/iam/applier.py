@@ -248,21 +248,21 @@ class _Progress:
 
     def _log(self, now: float, stopped_by: str | None = None) -> None:
         elapsed = now - self._last_at
-        rate = (self.done - self._last_done) / elapsed if elapsed > 0 else 0.0
+        rate = (self.done - self._last_done) / elapsed if elapsed > 0 else None
+        speed = f"{rate:.1f}/s over the last {elapsed:.0f} s" if rate is not None else "at once"
         pacing = self._path.state() if self._path else None
         logger.info(
-            "member changes: %d of %d done, %d to do, %.1f/s over the last %.0f s%s%s",
+            "member changes: %d of %d done, %d to do, %s%s%s",
             self.done,
             self.total,
             self.total - self.done,
-            rate,
-            elapsed,
+            speed,
             f"; {pacing.describe()}" if pacing else "",
             f"; stopped by {stopped_by}" if stopped_by else "",
             extra={
                 "members_done": self.done,
                 "members_to_do": self.total - self.done,
-                "changes_per_second": round(rate, 2),
+                "changes_per_second": round(rate, 2) if rate is not None else None,
                 "allowed_writes_per_second": pacing.write_rate if pacing else None,
                 "in_flight_limit": pacing.in_flight_limit if pacing else None,
                 "throttled": pacing.throttled if pacing else None,

@@ -87,8 +87,9 @@ class Pacing(Protocol):
     def limit(self) -> int:
         """How many calls may be in flight now."""
 
-    def wait_to_send(self, kind: Kind, deadline: Deadline | None) -> None:
-        """Block until an attempt of ``kind`` may be sent, or raise DeadlineExceededError."""
+    def wait_to_send(self, kind: Kind, deadline: Deadline | None, before: str) -> None:
+        """Block until an attempt of ``kind`` may be sent, or raise DeadlineExceededError
+        (``before`` names the call) when that would be after the deadline."""
 
     def learn(self, kind: Kind, throttled: bool, answer: dict[str, Any]) -> None:
         """One attempt was answered (``answer``: botocore's needs-retry arguments)."""
@@ -171,13 +172,22 @@ class AdaptiveRate:
 
 
 class AdaptivePacing:
-    """A fixed cap of ``max_in_flight`` and botocore's adaptive rate per kind (reads and writes
-    have their own buckets at IAM, so a write throttle does not slow reads).
+    """A fixed cap of ``max_in_flight`` and botocore's adaptive rate per kind (IAM may well
+    throttle reads and writes apart, so a write throttle does not slow reads). The default.
 
-    Kept as the default because it measured closest to the floor (bench/run.py, 20 ms per call,
-    IAM bucket refilling at R/s with a one-second burst): it sends at about the rate IAM grants,
-    so tokens are neither wasted nor fought over. AIMD on the number in flight cannot go below
-    one call per round trip (50/s at 20 ms) except by backing off, which overshoots and idles.
+    Why it and not ``AimdPacing`` (bench/run.py: 20 ms a call, IAM's bucket refilling at R/s with
+    a one-second burst, through the real reconciler; wall time, then requests IAM refused)::
+
+        Create                  adaptive             AIMD
+        1,000 at 10 writes/s    99.7 s,  49 refused  100.4 s, 793 refused   (floor 100 s)
+        300 at 2 writes/s       151.4 s, 103         157.5 s, 739           (floor 150 s)
+        200 at 10 writes/s      19.4 s,  19          20.1 s,  172           (floor 20 s)
+
+    Both keep IAM's bucket drained, so both reach the floor (a refused request takes no token),
+    but AIMD pays for it with 7 to 16 times as many refused requests: at 20 ms a round trip even
+    one call in flight sends 50 a second, so it only meets a 10/s bucket by bouncing off it and
+    backing off. Those refusals are load on a bucket the whole account shares: every other caller
+    there is throttled more. The rate limiter sends at about the rate IAM grants instead.
     """
 
     def __init__(self, config: ReconcileConfig) -> None:
@@ -187,8 +197,8 @@ class AdaptivePacing:
     def limit(self) -> int:
         return self._cap
 
-    def wait_to_send(self, kind: Kind, deadline: Deadline | None) -> None:
-        self._rates[kind].wait(deadline, f"the next IAM {kind}")
+    def wait_to_send(self, kind: Kind, deadline: Deadline | None, before: str) -> None:
+        self._rates[kind].wait(deadline, before)
 
     def learn(self, kind: Kind, throttled: bool, answer: dict[str, Any]) -> None:
         self._rates[kind].learn(throttled, answer)
@@ -239,9 +249,8 @@ class AimdPacing:
     """AIMD on the number of calls in flight, no rate limit: a throttled call keeps its slot
     while it backs off, so fewer slots means fewer attempts a second.
 
-    Measured against ``AdaptivePacing`` and kept for that comparison (``pacing="aimd"``): at
-    20 ms a round trip, even one slot sends 50 calls a second, so it only meets a 2 or 10 per
-    second bucket through backoff, which overshoots (tokens unused while every slot sleeps).
+    Not the default (``pacing="aimd"``; kept so ``make bench`` can re-measure the choice): it
+    reaches the floor too, with many more refused requests (see ``AdaptivePacing``).
     """
 
     def __init__(self, config: ReconcileConfig) -> None:
@@ -251,7 +260,7 @@ class AimdPacing:
     def limit(self) -> int:
         return self.window.limit()
 
-    def wait_to_send(self, kind: Kind, deadline: Deadline | None) -> None:  # noqa: ARG002
+    def wait_to_send(self, kind: Kind, deadline: Deadline | None, before: str) -> None:  # noqa: ARG002
         self._local.ticket = self.window.ticket()  # never waits: the slots are the limit
 
     def learn(self, kind: Kind, throttled: bool, answer: dict[str, Any]) -> None:  # noqa: ARG002
@@ -377,7 +386,7 @@ class CallPath:
         if not getattr(self._call, "holding", False):
             self._slots.acquire(deadline, before)
             self._call.holding = True
-        self.pacing.wait_to_send(kind_of(operation), deadline)
+        self.pacing.wait_to_send(kind_of(operation), deadline, before)
         if deadline is not None:
             deadline.check(before)  # the wait may have used the last of the time
 
