@@ -118,21 +118,44 @@ def test_without_a_deadline_a_call_makes_max_attempts(strict: StrictIam) -> None
 def test_the_deadline_stops_retries_cleanly_and_no_call_starts_after_it(
     strict: StrictIam, vclock: VirtualClock
 ) -> None:
+    """One call at a time, so virtual time moves only by this call's own waits and a call's
+    arrival at IAM is exactly when it started."""
+    config = virtual_config(vclock, max_in_flight=1)
+    client = make_iam_client(config)
+    make_users(client, users(20))
+    strict.reset()
+    strict.throttle(rate=0.001, burst=4, clock=vclock.now)  # group, policy, 2 members, then no
+    deadline = Deadline.after(600, clock=vclock.now)
+    with pytest.raises(IamApplyError) as stopped:
+        Reconciler(client, config, deadline).create(declared(Users=users(20)))
+    assert stopped.value.code == "Throttling"
+    assert "add user user0002 failed: Throttling: Rate exceeded" in str(stopped.value)
+    assert "for as long as this request could wait" in str(stopped.value)
+    assert strict.calls
+    assert all(call.at <= deadline.at for call in strict.calls)
+    assert len(strict.throttled) > config.max_attempts  # retried on time, not attempts
+    assert added(strict).total() == 2
+
+
+def test_the_deadline_stops_eight_throttled_threads_cleanly(
+    strict: StrictIam, vclock: VirtualClock
+) -> None:
     config = virtual_config(vclock)
     client = make_iam_client(config)
     make_users(client, users(20))
-    strict.throttle(rate=0.001, burst=4, clock=vclock.now)  # group, policy, 2 members, then no
+    strict.throttle(rate=0.001, burst=4, clock=vclock.now)
     deadline = Deadline.after(600, clock=vclock.now)
     with pytest.raises((IamApplyError, DeadlineExceededError)) as stopped:
         Reconciler(client, config, deadline).create(declared(Users=users(20)))
     if isinstance(stopped.value, IamApplyError):
         assert stopped.value.code == "Throttling"
-        assert "for as long as this request could wait" in str(stopped.value)
     else:
         assert "Lambda time nearly used up" in str(stopped.value)
-    assert all(call.at <= deadline.at for call in strict.calls)
+    calls = len(strict.calls)
+    assert strict.in_flight == 0  # every thread has stopped: nothing is still calling IAM
+    assert len(strict.calls) == calls
     attempts = collections.Counter(c.params["UserName"] for c in strict.throttled)
-    assert max(attempts.values()) > config.max_attempts  # retried on time, not attempts
+    assert max(attempts.values()) > config.max_attempts
     assert added(strict).total() == 2
 
 
