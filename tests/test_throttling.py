@@ -14,6 +14,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from botocore.exceptions import ReadTimeoutError
 
 from helpers import declared, make_users
 from jets_deploy_iam.config import Deadline, ReconcileConfig
@@ -179,6 +180,29 @@ def test_a_transient_failure_is_retried_under_the_deadline(
         declared(Users="alice")
     )
     assert strict.actions().count("AddUserToGroup") == 13
+
+
+def test_a_connection_error_is_retried_under_the_deadline(
+    strict: StrictIam, vclock: VirtualClock
+) -> None:
+    config = virtual_config(vclock, max_attempts=1)
+    client = make_iam_client(config)
+    make_users(client, ["alice"])
+    timeouts = iter(range(5))
+
+    def time_out(event_name: str, **_kwargs: Any) -> None:
+        if event_name.endswith(".AddUserToGroup") and next(timeouts, None) is not None:
+            raise ReadTimeoutError(endpoint_url="https://iam.amazonaws.com/")
+
+    # Same event as the call path's hook, registered after it: runs once the attempt is admitted.
+    client.meta.events.register("before-send.iam", time_out)
+    Reconciler(client, config, Deadline.after(600, clock=vclock.now)).create(
+        declared(Users="alice")
+    )
+    assert strict.actions().count("AddUserToGroup") == 1  # the five timed out before IAM
+    group = read_group(client, "Jets")
+    assert group is not None
+    assert group.members == {"alice"}
 
 
 def test_errors_that_do_not_heal_are_not_retried(strict: StrictIam, vclock: VirtualClock) -> None:

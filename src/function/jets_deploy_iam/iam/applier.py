@@ -232,6 +232,7 @@ class _Progress:
         self._lock = threading.Lock()
         self._last_at = config.clock()
         self._last_done = 0
+        self._pacing_at_start = path.state() if path else None
 
     def one_done(self) -> None:
         with self._lock:
@@ -250,7 +251,9 @@ class _Progress:
         elapsed = now - self._last_at
         rate = (self.done - self._last_done) / elapsed if elapsed > 0 else None
         speed = f"{rate:.1f}/s over the last {elapsed:.0f} s" if rate is not None else "at once"
-        pacing = self._path.state() if self._path else None
+        pacing = None
+        if self._path and self._pacing_at_start:
+            pacing = self._path.state().since(self._pacing_at_start)
         logger.info(
             "member changes: %d of %d done, %d to do, %s%s%s",
             self.done,

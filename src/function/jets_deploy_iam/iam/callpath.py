@@ -35,7 +35,7 @@ import random
 import threading
 import weakref
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 from botocore.exceptions import (
@@ -66,18 +66,26 @@ def kind_of(operation: str) -> Kind:
 
 @dataclass(frozen=True)
 class PacingState:
-    """A snapshot for progress lines: how fast calls may go now and how often IAM said no."""
+    """A snapshot for progress lines: how fast calls may go now, and how often IAM has said no
+    to this client (a warm Lambda container keeps its client: ``since`` gives one batch's)."""
 
     in_flight_limit: int
     write_rate: float | None  # calls per second the pacer allows, None while unlimited
     throttled: int
     retried: int
 
+    def since(self, earlier: PacingState) -> PacingState:
+        return replace(
+            self,
+            throttled=self.throttled - earlier.throttled,
+            retried=self.retried - earlier.retried,
+        )
+
     def describe(self) -> str:
         rate = f"{self.write_rate:.1f} writes/s allowed" if self.write_rate else "rate unlimited"
         return (
             f"{rate}, at most {self.in_flight_limit} in flight, "
-            f"{self.throttled} throttled and {self.retried} retried so far"
+            f"{self.throttled} throttled and {self.retried} retried"
         )
 
 
