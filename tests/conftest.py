@@ -44,10 +44,10 @@ class NoSleep:
 
 
 @pytest.fixture(autouse=True)
-def _handler_waits_in_virtual_time(monkeypatch: pytest.MonkeyPatch) -> None:
+def handler_clock(monkeypatch: pytest.MonkeyPatch) -> VirtualClock:
     """The handler reads its config from the environment, with the real sleep: there its retry
     backoff and pacing would make throttling tests slow. They wait in virtual time instead (the
-    retries still happen); the handler's deadline stays on the real clock."""
+    retries still happen), on this clock; the handler's deadline stays on the real clock."""
     original = ReconcileConfig.from_env.__func__  # type: ignore[attr-defined]
     clock = VirtualClock()
 
@@ -55,6 +55,7 @@ def _handler_waits_in_virtual_time(monkeypatch: pytest.MonkeyPatch) -> None:
         return replace(original(cls, environ), sleep=clock.sleep, clock=clock.now)
 
     monkeypatch.setattr(ReconcileConfig, "from_env", classmethod(from_env))
+    return clock
 
 
 @pytest.fixture

@@ -11,19 +11,24 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from botocore.exceptions import ReadTimeoutError
 
 from helpers import declared, make_users
+from jets_deploy_iam import handler
 from jets_deploy_iam.config import Deadline, ReconcileConfig
 from jets_deploy_iam.exceptions import DeadlineExceededError, IamApplyError
 from jets_deploy_iam.iam.callpath import AdaptiveRate, AimdWindow, CallPath, bounded_by
 from jets_deploy_iam.iam.client import make_iam_client
 from jets_deploy_iam.iam.reader import read_group
 from jets_deploy_iam.reconcile import Reconciler
+from jets_deploy_iam_cli.local.invoke import invoke
+from jets_deploy_iam_cli.local.receiver import ResponseReceiver
 from strict_iam import StrictIam
+from test_handler import event
 from virtual_time import VirtualClock
 
 if TYPE_CHECKING:
@@ -377,6 +382,27 @@ def test_a_create_group_refused_without_a_lost_answer_still_fails(
     strict.inject("CreateGroup", "EntityAlreadyExists")
     with pytest.raises(IamApplyError, match="EntityAlreadyExists"):
         Reconciler(client, config, Deadline.after(600, clock=vclock.now)).create(declared())
+
+
+# -- through the handler ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def receiver(strict: StrictIam) -> Iterator[ResponseReceiver]:
+    handler._iam_client.cache_clear()
+    with ResponseReceiver() as r:
+        yield r
+
+
+def test_a_throttled_create_through_the_handler_succeeds_with_each_member_added_once(
+    strict: StrictIam, receiver: ResponseReceiver, handler_clock: VirtualClock, iam: IAMClient
+) -> None:
+    make_users(iam, users(60))
+    strict.throttle(rate=5, burst=5, clock=handler_clock.now)
+    response = invoke(event("Create", {"Users": users(60)}), receiver)
+    assert response["Status"] == "SUCCESS", response["Reason"]
+    assert added(strict) == dict.fromkeys(users(60), 1)
+    assert strict.throttled
 
 
 # -- progress ---------------------------------------------------------------------------------
