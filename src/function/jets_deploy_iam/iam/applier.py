@@ -142,7 +142,11 @@ class Applier:
         progress = _Progress(len(batch), self.config, self._path)
         if len(batch) == 1 or self.config.max_in_flight == 1:
             for change in batch:
-                self._run_one(change)
+                try:
+                    self._run_one(change)
+                except BaseException as error:
+                    progress.stopped(error)
+                    raise
                 progress.one_done()
             return
         stop = threading.Event()
