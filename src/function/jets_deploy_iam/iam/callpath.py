@@ -9,10 +9,10 @@ What botocore does, and what this takes over:
 * botocore signs, sends, times out (``ReconcileConfig.call_timeouts``) and parses, and its
   checkers classify the answer (reused here: ``ThrottlingErrorDetector``,
   ``TransientRetryableChecker``, ``ModeledRetryableChecker``). Its own retries are off
-  (``total_max_attempts=1``): standard mode gives up after a fixed number of attempts and its
-  retry quota (500 units, 5 per throttled retry) stops retrying altogether after about a hundred
-  throttles, both long before a Lambda's minutes are spent; and it sleeps with ``time.sleep``,
-  which tests cannot replace.
+  (``total_max_attempts=1``): standard mode gives up after a fixed number of attempts, and its
+  retry quota (500 units, 5 per throttled retry, paid back slowly by successes) stops retrying
+  altogether once throttled retries outrun successes by about a hundred; both happen long before
+  a Lambda's minutes are spent. It also sleeps with ``time.sleep``, which tests cannot replace.
 * here: Throttling, 5xx (IAM's ServiceFailure), RequestTimeout and connection errors are retried
   with jittered exponential backoff. Under a deadline (``bounded_by``) the budget is the time
   left: a retry is made only if its backoff ends before the deadline, and no attempt starts after
