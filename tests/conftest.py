@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import boto3
 import pytest
-from botocore.retries import standard
 from moto import mock_aws
 
 from helpers import TABLE, Stack, controller_sender, make_policy, make_users
@@ -18,6 +18,7 @@ from jets_deploy_iam.registry.store import DynamoDBRegistry, create_table
 from jets_deploy_iam_cli.local.receiver import ResponseReceiver
 from processes import moto_server
 from strict_iam import StrictIam
+from virtual_time import VirtualClock
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
@@ -53,9 +54,23 @@ class NoSleep:
 
 
 @pytest.fixture(autouse=True)
-def _no_botocore_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    """botocore's own retry backoff would make throttling tests slow; the retries still happen."""
-    monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount", lambda _self, _ctx: 0)
+def handler_clock(monkeypatch: pytest.MonkeyPatch) -> VirtualClock:
+    """The handler reads its config from the environment, with the real sleep: there its retry
+    backoff and pacing would make throttling tests slow. They wait in virtual time instead (the
+    retries still happen), on this clock; the handler's deadline stays on the real clock."""
+    original = ReconcileConfig.from_env.__func__  # type: ignore[attr-defined]
+    clock = VirtualClock()
+
+    def from_env(cls: type[ReconcileConfig], environ: Mapping[str, str] = os.environ) -> object:
+        return replace(original(cls, environ), sleep=clock.sleep, clock=clock.now)
+
+    monkeypatch.setattr(ReconcileConfig, "from_env", classmethod(from_env))
+    return clock
+
+
+@pytest.fixture
+def vclock() -> VirtualClock:
+    return VirtualClock()
 
 
 @pytest.fixture

@@ -11,9 +11,13 @@ in-process mocks and in-process servers alike) to add:
 * group inline policies over 5,120 characters (whitespace not counted) -> LimitExceeded;
 * injectable faults (any error code, e.g. Throttling or ServiceFailure) on any action, and
   NoSuchEntity for the first N calls naming a just-created group (eventual consistency);
-* a log of every request that reached IAM, retries included, to count reads and writes;
-* lost responses (the write lands, the connection drops before the answer) and connection errors,
-  and a hook that runs just before a write (someone else acting at the worst moment).
+* IAM's per-account throttle: token buckets (a refill rate per second and a burst) shared by every
+  caller; a write (or, optionally, a read) that finds no token is answered
+  ``Throttling: Rate exceeded`` (HTTP 400), as real IAM answers; the clock is injectable so tests
+  run it in virtual time;
+* lost answers: a request applied, then its answer lost (a 500 ServiceFailure, or the connection
+  dropped), and a hook that runs just before a request (someone else acting at the worst moment);
+* a log of every request that reached IAM, retries included, to count reads and writes.
 """
 
 from __future__ import annotations
@@ -75,13 +79,39 @@ class Call:
     action: str
     group: str | None
     params: dict[str, Any]
-    #: when it reached IAM, on the layer's clock
-    at: float = 0.0
+    at: float = 0.0  # when it reached IAM, on the layer's clock
 
 
 def _dropped_connection() -> ConnectionClosedError:
-    """What botocore raises when the connection drops: it retries it like any transient error."""
+    """What botocore raises when the connection drops: retried like any transient error."""
     return ConnectionClosedError(endpoint_url="https://iam.amazonaws.com/")
+
+
+class TokenBucket:
+    """One of IAM's per-account buckets: ``rate`` tokens a second, at most ``burst`` saved up.
+
+    Every request of its kind takes a token; a request that finds none is refused (real IAM does
+    not say how many it grants, only ``Rate exceeded``). A refused request takes no token.
+    """
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float]) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.clock = clock
+        self._tokens = burst
+        self._at: float | None = None
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            now = self.clock()
+            if self._at is not None:
+                self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+            self._at = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return True
+            return False
 
 
 class StrictIam:
@@ -102,9 +132,12 @@ class StrictIam:
         self.in_flight = 0
         self.max_in_flight = 0
         self.clock: Callable[[], float] = time.monotonic
+        self.write_bucket: TokenBucket | None = None
+        self.read_bucket: TokenBucket | None = None
+        self.throttled: list[Call] = []  # every request refused for want of a token
         #: called with the action's name as each request arrives (e.g. to advance a fake clock)
         self.on_call: Callable[[str], None] | None = None
-        self._lost: dict[str, int] = {}
+        self._lost: dict[str, tuple[int, str]] = {}
         self._hooks: dict[str, list[Callable[[], None]]] = {}
         self._lock = threading.Lock()
 
@@ -117,20 +150,41 @@ class StrictIam:
     def fail_write(self, position: int, code: str = "ServiceFailure", attempts: int = 100) -> None:
         """Fail the ``position``-th write from now on (1-based) and its next ``attempts`` retries.
 
-        botocore retries ServiceFailure and Throttling, so a fault that should reach the caller
-        must outlast the retries: it sticks to that exact request.
+        ServiceFailure and Throttling are retried while the request's time lasts (or, without a
+        deadline, ``max_attempts`` times), so a fault that should reach the caller must outlast the
+        retries: it sticks to that exact request.
         """
         self._fail_write_at = len(self.writes) + position
         self._fail_write_code = code
         self._fail_write_attempts = attempts
 
-    def lose_response(self, action: str, times: int = 1) -> None:
-        """The next ``times`` ``action`` requests land, but their answers never arrive."""
-        self._lost[action] = self._lost.get(action, 0) + times
+    def lose_answer(self, action: str, times: int = 1, how: str = "ServiceFailure") -> None:
+        """The next ``times`` requests of ``action`` are applied, then their answers are lost:
+        ``how`` is ``ServiceFailure`` (a 500) or ``connection`` (the connection drops)."""
+        self._lost[action] = (times, how)
 
     def before_write(self, action: str, hook: Callable[[], None]) -> None:
         """Run ``hook`` once, just before the next ``action`` request is served."""
         self._hooks.setdefault(action, []).append(hook)
+
+    def throttle(
+        self,
+        rate: float,
+        burst: float | None = None,
+        *,
+        clock: Callable[[], float] | None = None,
+        read_rate: float | None = None,
+        read_burst: float | None = None,
+    ) -> None:
+        """Throttle writes (and reads, if ``read_rate`` is given) as IAM does: token buckets
+        shared by every caller of the account. ``burst`` defaults to one second's worth."""
+        if clock is not None:
+            self.clock = clock
+        write_burst = max(1.0, rate) if burst is None else burst
+        self.write_bucket = TokenBucket(rate, write_burst, self.clock)
+        if read_rate is not None:
+            read_burst = max(1.0, read_rate) if read_burst is None else read_burst
+            self.read_bucket = TokenBucket(read_rate, read_burst, self.clock)
 
     def clear_faults(self) -> None:
         """The outage is over: pending injected faults are dropped."""
@@ -141,10 +195,12 @@ class StrictIam:
             self._fail_write_at = 0
             self.settle_after_create = 0
             self._unsettled.clear()
+            self._lost.clear()
 
     def reset(self) -> None:
         with self._lock:
             self.calls.clear()
+            self.throttled.clear()
             self.max_in_flight = 0
 
     def actions(self) -> list[str]:
@@ -157,6 +213,12 @@ class StrictIam:
     @property
     def reads(self) -> list[Call]:
         return [c for c in self.calls if c.action not in WRITE_ACTIONS]
+
+    @property
+    def accepted_writes(self) -> list[Call]:
+        """Writes IAM let through its throttle (they may still have failed for other reasons)."""
+        refused = {id(c) for c in self.throttled}
+        return [c for c in self.writes if id(c) not in refused]
 
     # -- the layer ---------------------------------------------------------------------
     def _before(self, response: IamResponse, action: str) -> None:
@@ -171,7 +233,12 @@ class StrictIam:
         for hook in hooks:
             hook()
         with self._lock:
-            self.calls.append(Call(action, group, flat, at))
+            call = Call(action, group, flat, at)
+            self.calls.append(call)
+            bucket = self.write_bucket if action in WRITE_ACTIONS else self.read_bucket
+            if bucket is not None and not bucket.take():
+                self.throttled.append(call)
+                raise InjectedError("Throttling", "Rate exceeded")
             signature = (action, repr(sorted(flat.items())))
             if action in WRITE_ACTIONS and len(self.writes) == self._fail_write_at:
                 self._fail_write_at = 0
@@ -252,11 +319,13 @@ class StrictIam:
                     return layer._paged_get_group(response)
                 result = method(response)
                 with layer._lock:
-                    lost = layer._lost.get(action, 0)
-                    if lost:
-                        layer._lost[action] = lost - 1
-                if lost:
+                    times, how = layer._lost.get(action, (0, ""))
+                    if times > 0:
+                        layer._lost[action] = (times - 1, how)
+                if times > 0 and how == "connection":
                     raise _dropped_connection()
+                if times > 0:
+                    raise InjectedError("ServiceFailure", f"{action} applied, answer lost")
                 if action == "CreateGroup" and layer.settle_after_create:
                     with layer._lock:
                         name = response._get_param("GroupName").lower()

@@ -94,10 +94,10 @@ def test_create_failing_at_any_write_is_cleaned_up_by_the_rollback_delete(
     iam: IAMClient, strict: StrictIam, receiver: ResponseReceiver, world: dict[str, str],
     position: int,
 ) -> None:  # fmt: skip
-    strict.fail_write(position)
+    strict.fail_write(position, "AccessDenied")  # not retried (ServiceFailure heals: robustness)
     response = invoke(event("Create", create_props(world)), receiver)
     assert response["Status"] == "FAILED"
-    assert "ServiceFailure" in response["Reason"]
+    assert "AccessDenied" in response["Reason"]
     rollback = invoke(
         event("Delete", create_props(world), response["PhysicalResourceId"]), receiver
     )
@@ -115,7 +115,7 @@ def test_update_failing_at_any_write_is_undone_by_the_rollback_update(
     old, new = create_props(world), forward_props(world)
     assert invoke(event("Create", old), receiver)["Status"] == "SUCCESS"
     before = snapshot(iam, "Jets")
-    strict.fail_write(position)
+    strict.fail_write(position, "AccessDenied")
     response = invoke(event("Update", new, "Jets", old), receiver)
     assert response["Status"] == "FAILED"
     assert response["PhysicalResourceId"] == "Jets"

@@ -156,7 +156,7 @@ def test_delete_rereads_after_a_conflict(iam: IAMClient, strict: StrictIam, stac
     assert strict.actions().count("DeleteGroup") == 2
 
 
-def test_throttling_is_retried_by_botocore(iam: IAMClient, strict: StrictIam, stack: Stack) -> None:
+def test_throttling_is_retried(iam: IAMClient, strict: StrictIam, stack: Stack) -> None:
     make_users(iam, ["alice"])
     strict.inject("AddUserToGroup", "Throttling", times=3)
     assert stack.create({"Users": "alice"}).ok
@@ -167,6 +167,8 @@ def test_throttling_is_retried_by_botocore(iam: IAMClient, strict: StrictIam, st
 
 
 def test_throttling_beyond_retries_is_one_readable_error(iam: IAMClient, strict: StrictIam) -> None:
+    """Without a deadline (this Reconciler has none) a call makes max_attempts attempts; under
+    one it retries while time remains (test_throttling.py)."""
     strict.inject("PutGroupPolicy", "Throttling", times=100)
     with pytest.raises(IamApplyError) as caught:
         apply_plan(iam, plan_reconcile(declared(), None))

@@ -46,7 +46,7 @@ def iam_calls_in_code() -> set[str]:
                 isinstance(node, ast.Attribute)
                 and isinstance(node.value, ast.Name)
                 and node.value.id == "client"
-                and not node.attr.startswith(("get_paginator", "exc"))
+                and not node.attr.startswith(("get_paginator", "exc", "meta"))  # not calls
             ):
                 calls.add(node.attr)
             if (

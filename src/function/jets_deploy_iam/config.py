@@ -1,6 +1,6 @@
 """Tunables of the reconciler, in one immutable object (read from the environment in Lambda).
 
-Clock and sleep are injectable so tests exercise backoff and deadlines without waiting.
+Clock and sleep are injectable so tests exercise backoff, pacing and deadlines without waiting.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from jets_deploy_iam.exceptions import ConfigurationError, DeadlineExceededError
 
@@ -24,14 +25,40 @@ class ReconcileConfig:
     #: MaxItems for paged reads (IAM's maximum; it may still return fewer).
     page_size: int = 1000
     #: Stop starting IAM work when less than this many seconds of Lambda time are left.
-    deadline_margin: float = 30.0
+    deadline_margin: float = 40.0
     #: A failure's undo (or an adoption's hand-back) may start IAM calls until this many seconds
     #: are left; what remains after it is for the registry and the response.
-    undo_margin: float = 12.0
-    #: botocore standard-mode attempts (retries Throttling, not LimitExceeded).
+    undo_margin: float = 20.0
+    #: Attempts per IAM call when no deadline bounds it (the command line, tests); under a
+    #: deadline the retry budget of a throttled or transient call is the time left instead.
     max_attempts: int = 8
     sleep: Callable[[float], None] = field(default=time.sleep, compare=False, repr=False)
     clock: Callable[[], float] = field(default=time.monotonic, compare=False, repr=False)
+    #: How the rate of IAM calls adapts to IAM's throttle (see ``iam/callpath.py``):
+    #: ``adaptive`` is botocore's adaptive-mode client rate limiter (CUBIC) under a fixed cap of
+    #: ``max_in_flight``; ``aimd`` varies the number in flight instead (as fast, measured with
+    #: many times more refused requests).
+    pacing: Literal["adaptive", "aimd"] = "adaptive"
+    #: Socket timeouts of one IAM attempt, before ``call_timeouts`` fits them in the margin.
+    connect_timeout: float = 2.0
+    read_timeout: float = 10.0
+    #: A progress line per this many member changes, or per this many seconds, whichever first.
+    progress_every: int = 100
+    progress_interval: float = 10.0
+
+    def call_timeouts(self) -> tuple[float, float]:
+        """(connect, read) timeouts of one IAM attempt, small enough that an attempt started
+        before the deadline ends before the function does.
+
+        An attempt starts only before a deadline (the work's: the function's end minus
+        ``deadline_margin``; an undo's: minus ``undo_margin``), and botocore retries nothing
+        itself, so one attempt lasts at most connect + read. Capping connect at a quarter and
+        read at half of the smaller margin leaves at least a quarter of it (defaults: 2 s + 10 s
+        of 20 s leave 8 s) to record the outcome and answer CloudFormation after the last
+        attempt, whatever margins are configured.
+        """
+        margin = max(min(self.deadline_margin, self.undo_margin), 0.1)
+        return min(self.connect_timeout, margin / 4), min(self.read_timeout, margin / 2)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ReconcileConfig:
@@ -74,6 +101,11 @@ class Deadline:
 
     def remaining(self) -> float:
         return self.at - self.clock()
+
+    @property
+    def bounded(self) -> bool:
+        """False for ``Deadline.never()``: nothing to budget retries by."""
+        return self.at != float("inf")
 
     def check(self, before: str) -> None:
         if self.remaining() <= 0:

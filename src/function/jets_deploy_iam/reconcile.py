@@ -35,6 +35,7 @@ from jets_deploy_iam.exceptions import (
     JetsDeployIamError,
 )
 from jets_deploy_iam.iam.applier import Applier, ApplyResult
+from jets_deploy_iam.iam.callpath import bounded_by
 from jets_deploy_iam.iam.preflight import preflight
 from jets_deploy_iam.iam.reader import read_group
 from jets_deploy_iam.ownership import Ownership, legacy_ownership
@@ -601,14 +602,17 @@ class Controller:
         return _required(self._stored).version == 0
 
     def _read(self, name: str, deadline: Deadline | None = None) -> ActualGroup | None:
-        (deadline or self.deadline).check(f"reading group {name}")
-        return read_group(self.iam, name, self.config.page_size)
+        deadline = deadline or self.deadline
+        deadline.check(f"reading group {name}")
+        with bounded_by(self.iam, deadline):  # every page, every retry, within the deadline
+            return read_group(self.iam, name, self.config.page_size)
 
     def _preflight(self, decision: Decision) -> None:
         self.hooks.on_plan(decision.plan)
         if decision.plan:
             self.deadline.check("the pre-flight checks")
-            preflight(self.iam, decision.plan, decision.before, self.config.page_size)
+            with bounded_by(self.iam, self.deadline):
+                preflight(self.iam, decision.plan, decision.before, self.config.page_size)
 
     def _applier(self, deadline: Deadline, creating: bool = False) -> Applier:
         def applied(change: Change) -> None:
@@ -664,7 +668,7 @@ class Controller:
         return GroupInfo(declared.group_name, arn, group_id, declared.policy_name)
 
     def _info_of(self, name: str) -> GroupInfo | None:
-        group = read_group(self.iam, name, self.config.page_size) if is_group_name(name) else None
+        group = self._read(name) if is_group_name(name) else None
         if group is None:
             return None
         entry = self.record.groups.get(name)

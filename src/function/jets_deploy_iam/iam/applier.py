@@ -1,13 +1,21 @@
 """Act: execute a plan against IAM, in order, with bounded concurrency and bounded retries.
 
-Throttling is retried by botocore's standard mode. What botocore cannot know is that right
-after CreateGroup (or a rename) IAM may answer NoSuchEntity for the new name for a while: calls
-naming such a group are retried here with exponential backoff, up to a bounded time.
-Removals are idempotent: NoSuchEntity on a removal means it is already done.
+Throttling and transient failures are retried by the client's call path (``callpath.py``) for
+as long as the plan's deadline allows; the applier binds that deadline to every call it makes.
+What the call path cannot know is that right after CreateGroup (or a rename) IAM may answer
+NoSuchEntity for the new name for a while: calls naming such a group are retried here with
+exponential backoff, up to a bounded time. Removals are idempotent: NoSuchEntity on a removal
+means it is already done; EntityAlreadyExists on a CreateGroup whose earlier attempt may have
+been applied (its answer lost) means our own group.
+
+Member changes run side by side; a progress line per batch of them (``progress_every`` changes
+or ``progress_interval`` seconds) says how many are done, how many to do, and how fast.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +27,7 @@ from botocore.exceptions import ClientError
 from jets_deploy_iam import policy
 from jets_deploy_iam.config import Deadline, ReconcileConfig
 from jets_deploy_iam.exceptions import IamApplyError
+from jets_deploy_iam.iam.callpath import MAY_HAVE_APPLIED, CallPath
 from jets_deploy_iam.iam.client import error_code, error_message
 from jets_deploy_iam.iam.reader import read_members
 from jets_deploy_iam.plan import (
@@ -40,13 +49,16 @@ if TYPE_CHECKING:
 
 OnApplied = Callable[[Change], None]
 
+logger = logging.getLogger(__name__)
+
 _FIXES = {
     "LimitExceeded": "an IAM quota is full (10 groups per user, 10 policies per group)",
     "DeleteConflict": "the group is not empty: something was added while deleting; retry",
     "MalformedPolicyDocument": "IAM rejected the policy: check AdditionalActions",
     "PolicyNotAttachable": "this policy cannot be attached to groups (deprecated?)",
     "EntityAlreadyExists": "the name is taken (IAM compares names case-insensitively)",
-    "Throttling": "IAM kept throttling after retries; deploy again later",
+    "Throttling": "IAM kept throttling for as long as this request could wait; deploy again "
+    "to finish (every step is idempotent)",
 }
 
 
@@ -62,7 +74,7 @@ def _call(client: IAMClient, change: Change) -> dict[str, Any]:
     g = change.group
     match change:
         case CreateGroup(path=path):
-            return _create_group(client, g, path)
+            return dict(client.create_group(GroupName=g, Path=path)["Group"])
         case UpdateGroup(new_path=new_path):
             client.update_group(GroupName=g, NewPath=new_path)
         case PutPolicy(policy_name=name, document=doc):
@@ -82,26 +94,6 @@ def _call(client: IAMClient, change: Change) -> dict[str, Any]:
         case _:
             raise TypeError(f"unknown change {change!r}")
     return {}
-
-
-def _create_group(client: IAMClient, name: str, path: str) -> dict[str, Any]:
-    """CreateGroup, counting our own lost response as created.
-
-    Every CreateGroup runs right after the pre-flight saw the name free. If it is answered
-    EntityAlreadyExists, the likeliest cause is our own earlier attempt whose response was lost
-    (botocore retried it): the group then has exactly this name and path and no members yet.
-    Anything else is someone else's group and the error stands.
-    """
-    try:
-        return dict(client.create_group(GroupName=name, Path=path)["Group"])
-    except ClientError as error:
-        if error_code(error) != "EntityAlreadyExists":
-            raise
-        found = client.get_group(GroupName=name, MaxItems=1)
-        group = dict(found["Group"])
-        if group["GroupName"] != name or group["Path"] != path or found["Users"]:
-            raise
-        return group
 
 
 _REMOVALS = (DeletePolicy, DetachPolicy, RemoveMember, DeleteGroup)
@@ -124,25 +116,34 @@ class Applier:
         self.result = ApplyResult()
         self._fresh: set[str] = set()
         self._lock = threading.Lock()
+        self._path = CallPath.of(client)
 
     def apply(self, plan: Plan) -> ApplyResult:
-        batch: list[Change] = []
-        for change in plan:
-            if change.concurrent:
-                batch.append(change)
-                continue
+        bound = self._path.bounded_by(self.deadline) if self._path else contextlib.nullcontext()
+        with bound:
+            batch: list[Change] = []
+            for change in plan:
+                if change.concurrent:
+                    batch.append(change)
+                    continue
+                self._run_batch(batch)
+                batch = []
+                self._run_one(change)
             self._run_batch(batch)
-            batch = []
-            self._run_one(change)
-        self._run_batch(batch)
         return self.result
 
     def _run_batch(self, batch: Sequence[Change]) -> None:
         if not batch:
             return
+        progress = _Progress(len(batch), self.config, self._path)
         if len(batch) == 1 or self.config.max_in_flight == 1:
             for change in batch:
-                self._run_one(change)
+                try:
+                    self._run_one(change)
+                except BaseException as error:
+                    progress.stopped(error)
+                    raise
+                progress.one_done()
             return
         stop = threading.Event()
         errors: list[BaseException] = []
@@ -152,6 +153,7 @@ class Applier:
                 return
             try:
                 self._run_one(change)
+                progress.one_done()
             except BaseException as error:
                 stop.set()
                 errors.append(error)
@@ -159,6 +161,7 @@ class Applier:
         with ThreadPoolExecutor(max_workers=self.config.max_in_flight) as pool:
             list(pool.map(task, batch))
         if errors:
+            progress.stopped(errors[0])
             raise errors[0]
 
     def _run_one(self, change: Change) -> None:
@@ -179,6 +182,8 @@ class Applier:
                 return _call(self.client, change)
             except ClientError as error:
                 code = error_code(error)
+                if isinstance(change, CreateGroup) and _ours_after_lost_answer(change, error):
+                    return self._created_by_lost_answer(change, error)
                 fresh = change.group in self._fresh
                 gone = code == "NoSuchEntity" and not fresh and isinstance(change, _REMOVALS)
                 if gone and self._confirmed_gone(change):
@@ -191,6 +196,18 @@ class Applier:
             self.config.sleep(delay)
             waited += delay
             delay = min(delay * 2, self.config.backoff_max)
+
+    def _created_by_lost_answer(self, change: CreateGroup, error: ClientError) -> dict[str, Any]:
+        """CreateGroup's first attempt created the group but its answer was lost: the group is
+        ours (the pre-flight saw the name free), and its Arn and GroupId are read back. Only if
+        it looks freshly created (this name exactly, this path, no member yet): anything else is
+        someone else's group and the error stands."""
+        found = self.client.get_group(GroupName=change.group, MaxItems=1)
+        group = dict(found["Group"])
+        if group["GroupName"] != change.group or group["Path"] != change.path or found["Users"]:
+            raise _apply_error(change, error) from error
+        logger.warning("CreateGroup %s: an earlier attempt created it (answer lost)", change.group)
+        return group
 
     def _confirmed_gone(self, change: Change) -> bool:
         """A removal IAM answers NoSuchEntity is done only if a read agrees: IAM is eventually
@@ -217,6 +234,70 @@ def _attached_arns(client: IAMClient, group: str) -> set[str]:
     for page in client.get_paginator("list_attached_group_policies").paginate(GroupName=group):
         arns.update(a["PolicyArn"] for a in page["AttachedPolicies"])
     return arns
+
+
+def _ours_after_lost_answer(change: Change, error: ClientError) -> bool:
+    metadata = error.response.get("ResponseMetadata", {})
+    return (
+        isinstance(change, CreateGroup)
+        and error_code(error) == "EntityAlreadyExists"
+        and bool(metadata.get(MAY_HAVE_APPLIED))
+    )
+
+
+class _Progress:
+    """One log line per batch of member changes, so an operator watching the logs sees it move:
+    done, to do, the rate achieved since the last line and what the call path allows now."""
+
+    def __init__(self, total: int, config: ReconcileConfig, path: CallPath | None) -> None:
+        self.total = total
+        self.done = 0
+        self._config = config
+        self._path = path
+        self._lock = threading.Lock()
+        self._last_at = config.clock()
+        self._last_done = 0
+        self._pacing_at_start = path.state() if path else None
+
+    def one_done(self) -> None:
+        with self._lock:
+            self.done += 1
+            now = self._config.clock()
+            due = self.done - self._last_done >= self._config.progress_every
+            due = due or now - self._last_at >= self._config.progress_interval
+            if self.total >= 2 and (due or self.done == self.total):
+                self._log(now)
+
+    def stopped(self, error: BaseException) -> None:
+        with self._lock:
+            self._log(self._config.clock(), stopped_by=type(error).__name__)
+
+    def _log(self, now: float, stopped_by: str | None = None) -> None:
+        elapsed = now - self._last_at
+        rate = (self.done - self._last_done) / elapsed if elapsed > 0 else None
+        speed = f"{rate:.1f}/s over the last {elapsed:.0f} s" if rate is not None else "at once"
+        pacing = None
+        if self._path and self._pacing_at_start:
+            pacing = self._path.state().since(self._pacing_at_start)
+        logger.info(
+            "member changes: %d of %d done, %d to do, %s%s%s",
+            self.done,
+            self.total,
+            self.total - self.done,
+            speed,
+            f"; {pacing.describe()}" if pacing else "",
+            f"; stopped by {stopped_by}" if stopped_by else "",
+            extra={
+                "members_done": self.done,
+                "members_to_do": self.total - self.done,
+                "changes_per_second": round(rate, 2) if rate is not None else None,
+                "allowed_writes_per_second": pacing.write_rate if pacing else None,
+                "in_flight_limit": pacing.in_flight_limit if pacing else None,
+                "throttled": pacing.throttled if pacing else None,
+            },
+        )
+        self._last_at = now
+        self._last_done = self.done
 
 
 def _apply_error(change: Change, error: ClientError) -> IamApplyError:

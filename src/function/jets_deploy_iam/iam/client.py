@@ -9,6 +9,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from jets_deploy_iam.config import ReconcileConfig
+from jets_deploy_iam.iam.callpath import CallPath
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
@@ -19,20 +20,24 @@ def make_iam_client(
     endpoint_url: str | None = None,
     session: boto3.session.Session | None = None,
 ) -> IAMClient:
-    """A client with standard-mode retries (Throttling) and a pool big enough for the workers.
+    """A client whose every call takes the call path (``callpath.py``: deadline, pacing,
+    retries), with botocore's own retries off and a pool big enough for the workers.
 
     ``AWS_ENDPOINT_URL_IAM`` is honoured by botocore itself, which is how tests point the
     Lambda at a local emulator without code changes.
     """
     config = config or ReconcileConfig()
+    connect_timeout, read_timeout = config.call_timeouts()
     botocore_config = Config(
-        retries={"mode": "standard", "total_max_attempts": config.max_attempts},
+        retries={"mode": "standard", "total_max_attempts": 1},  # the call path retries
         max_pool_connections=max(10, config.max_in_flight * 2),
-        connect_timeout=5,
-        read_timeout=15,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
     )
     session = session or boto3.session.Session()
-    return session.client("iam", config=botocore_config, endpoint_url=endpoint_url)
+    client = session.client("iam", config=botocore_config, endpoint_url=endpoint_url)
+    CallPath.install(client, config)
+    return client
 
 
 def error_code(error: ClientError) -> str:

@@ -1,0 +1,428 @@
+"""IAM's throttle: the token-bucket strict layer, the call path's retries under a deadline, the
+cap on calls in flight, the pacing controllers, lost answers and progress lines.
+
+Everything runs in virtual time (``VirtualClock``): IAM's bucket and the client's waits share
+one clock that moves only when someone waits. Assertions are on counts and behaviour, never on
+wall-clock time.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from botocore.exceptions import ReadTimeoutError
+
+from helpers import declared, make_users
+from jets_deploy_iam import handler
+from jets_deploy_iam.config import Deadline, ReconcileConfig
+from jets_deploy_iam.exceptions import DeadlineExceededError, IamApplyError
+from jets_deploy_iam.iam.callpath import AdaptiveRate, AimdWindow, CallPath, bounded_by
+from jets_deploy_iam.iam.client import make_iam_client
+from jets_deploy_iam.iam.reader import read_group
+from jets_deploy_iam.reconcile import Reconciler
+from jets_deploy_iam_cli.local.invoke import invoke
+from jets_deploy_iam_cli.local.receiver import ResponseReceiver
+from strict_iam import StrictIam
+from test_handler import event
+from virtual_time import VirtualClock
+
+if TYPE_CHECKING:
+    from mypy_boto3_iam import IAMClient
+
+
+def users(n: int) -> list[str]:
+    return [f"user{i:04d}" for i in range(n)]
+
+
+def virtual_config(clock: VirtualClock, **overrides: Any) -> ReconcileConfig:
+    return ReconcileConfig(sleep=clock.sleep, clock=clock.now, **overrides)
+
+
+def added(strict: StrictIam) -> collections.Counter[str]:
+    """How many times IAM accepted an AddUserToGroup for each user."""
+    return collections.Counter(
+        c.params["UserName"] for c in strict.accepted_writes if c.action == "AddUserToGroup"
+    )
+
+
+# -- the strict layer's bucket ---------------------------------------------------------------
+
+
+def test_the_bucket_grants_its_burst_then_its_rate_and_answers_like_iam(
+    strict: StrictIam, vclock: VirtualClock
+) -> None:
+    client = make_iam_client(ReconcileConfig(max_attempts=1))
+    strict.throttle(rate=2, burst=3, clock=vclock.now)
+    for i in range(3):
+        client.create_group(GroupName=f"g{i}")
+    with pytest.raises(client.exceptions.ClientError) as refused:
+        client.create_group(GroupName="g3")
+    assert refused.value.response["Error"] == {
+        "Type": "Sender",
+        "Code": "Throttling",
+        "Message": "Rate exceeded",
+    }
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    vclock.sleep(1.0)  # two tokens
+    client.create_group(GroupName="g3")
+    client.create_group(GroupName="g4")
+    with pytest.raises(client.exceptions.ClientError):
+        client.create_group(GroupName="g5")
+    assert len(strict.throttled) == 2
+    assert client.list_groups()["Groups"]  # reads have no bucket unless asked for
+
+
+# -- retries under the deadline ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pacing", ["adaptive", "aimd"])
+def test_throttled_writes_are_retried_until_every_member_is_added_exactly_once(
+    strict: StrictIam, vclock: VirtualClock, pacing: str
+) -> None:
+    config = virtual_config(vclock, pacing=pacing)
+    client = make_iam_client(config)
+    make_users(client, users(60))
+    strict.throttle(rate=5, burst=5, clock=vclock.now)
+    started = vclock.now()
+    deadline = Deadline.after(600, clock=vclock.now)
+    Reconciler(client, config, deadline).create(declared(Users=users(60)))
+    group = read_group(client, "Jets")
+    assert group is not None
+    assert group.members == frozenset(users(60))
+    assert added(strict) == dict.fromkeys(users(60), 1)
+    assert strict.throttled  # IAM did refuse, and the refusals were retried
+    assert len(strict.accepted_writes) == 62
+    assert vclock.now() - started >= (62 - 5) / 5  # nobody beats the bucket (virtual time)
+    path = CallPath.of(client)
+    assert path is not None
+    assert path.state().throttled == len(strict.throttled)
+
+
+def test_the_retry_budget_is_time_not_attempts(strict: StrictIam, vclock: VirtualClock) -> None:
+    """Far more attempts than max_attempts, because the deadline still allowed them."""
+    config = virtual_config(vclock, max_attempts=3)
+    client = make_iam_client(config)
+    strict.inject("PutGroupPolicy", "Throttling", times=40)
+    Reconciler(client, config, Deadline.after(600, clock=vclock.now)).create(declared())
+    assert strict.actions().count("PutGroupPolicy") == 41
+
+
+def test_without_a_deadline_a_call_makes_max_attempts(strict: StrictIam) -> None:
+    config = ReconcileConfig(max_attempts=3, sleep=lambda _s: None)
+    client = make_iam_client(config)
+    strict.inject("CreateGroup", "ServiceFailure", times=10)
+    with pytest.raises(IamApplyError, match=r"create group Jets \(path /\) failed: ServiceFailure"):
+        Reconciler(client, config).create(declared())
+    assert strict.actions().count("CreateGroup") == 3
+
+
+def test_the_deadline_stops_retries_cleanly_and_no_call_starts_after_it(
+    strict: StrictIam, vclock: VirtualClock
+) -> None:
+    """One call at a time, so virtual time moves only by this call's own waits and a call's
+    arrival at IAM is exactly when it started."""
+    config = virtual_config(vclock, max_in_flight=1)
+    client = make_iam_client(config)
+    make_users(client, users(20))
+    strict.reset()
+    strict.throttle(rate=0.001, burst=4, clock=vclock.now)  # group, policy, 2 members, then no
+    deadline = Deadline.after(600, clock=vclock.now)
+    with pytest.raises(IamApplyError) as stopped:
+        Reconciler(client, config, deadline).create(declared(Users=users(20)))
+    assert stopped.value.code == "Throttling"
+    assert "add user user0002 failed: Throttling: Rate exceeded" in str(stopped.value)
+    assert "for as long as this request could wait" in str(stopped.value)
+    assert strict.calls
+    assert all(call.at <= deadline.at for call in strict.calls)
+    assert len(strict.throttled) > config.max_attempts  # retried on time, not attempts
+    assert added(strict).total() == 2
+
+
+def test_the_deadline_stops_eight_throttled_threads_cleanly(
+    strict: StrictIam, vclock: VirtualClock
+) -> None:
+    config = virtual_config(vclock)
+    client = make_iam_client(config)
+    make_users(client, users(20))
+    strict.throttle(rate=0.001, burst=4, clock=vclock.now)
+    deadline = Deadline.after(600, clock=vclock.now)
+    with pytest.raises((IamApplyError, DeadlineExceededError)) as stopped:
+        Reconciler(client, config, deadline).create(declared(Users=users(20)))
+    if isinstance(stopped.value, IamApplyError):
+        assert stopped.value.code == "Throttling"
+    else:
+        assert "Lambda time nearly used up" in str(stopped.value)
+    calls = len(strict.calls)
+    assert strict.in_flight == 0  # every thread has stopped: nothing is still calling IAM
+    assert len(strict.calls) == calls
+    attempts = collections.Counter(c.params["UserName"] for c in strict.throttled)
+    assert max(attempts.values()) > config.max_attempts
+    assert added(strict).total() == 2
+
+
+def test_a_deadline_already_past_starts_no_call(strict: StrictIam, vclock: VirtualClock) -> None:
+    config = virtual_config(vclock)
+    client = make_iam_client(config)
+    deadline = Deadline.after(-1, clock=vclock.now)
+    with bounded_by(client, deadline), pytest.raises(DeadlineExceededError, match="GetUser"):
+        client.get_user(UserName="nobody")
+    assert strict.calls == []
+
+
+def test_a_transient_failure_is_retried_under_the_deadline(
+    strict: StrictIam, vclock: VirtualClock
+) -> None:
+    config = virtual_config(vclock, max_attempts=2)
+    client = make_iam_client(config)
+    make_users(client, ["alice"])
+    strict.inject("AddUserToGroup", "ServiceFailure", times=12)
+    Reconciler(client, config, Deadline.after(600, clock=vclock.now)).create(
+        declared(Users="alice")
+    )
+    assert strict.actions().count("AddUserToGroup") == 13
+
+
+def test_a_connection_error_is_retried_under_the_deadline(
+    strict: StrictIam, vclock: VirtualClock
+) -> None:
+    config = virtual_config(vclock, max_attempts=1)
+    client = make_iam_client(config)
+    make_users(client, ["alice"])
+    timeouts = iter(range(5))
+
+    def time_out(event_name: str, **_kwargs: Any) -> None:
+        if event_name.endswith(".AddUserToGroup") and next(timeouts, None) is not None:
+            raise ReadTimeoutError(endpoint_url="https://iam.amazonaws.com/")
+
+    # Same event as the call path's hook, registered after it: runs once the attempt is admitted.
+    client.meta.events.register("before-send.iam", time_out)
+    Reconciler(client, config, Deadline.after(600, clock=vclock.now)).create(
+        declared(Users="alice")
+    )
+    assert strict.actions().count("AddUserToGroup") == 1  # the five timed out before IAM
+    group = read_group(client, "Jets")
+    assert group is not None
+    assert group.members == {"alice"}
+
+
+def test_errors_that_do_not_heal_are_not_retried(strict: StrictIam, vclock: VirtualClock) -> None:
+    config = virtual_config(vclock)
+    client = make_iam_client(config)
+    strict.inject("PutGroupPolicy", "MalformedPolicyDocument")
+    with pytest.raises(IamApplyError, match="MalformedPolicyDocument"):
+        Reconciler(client, config, Deadline.after(600, clock=vclock.now)).create(declared())
+    assert strict.actions().count("PutGroupPolicy") == 1
+
+
+def test_throttled_reads_are_retried_too(strict: StrictIam, vclock: VirtualClock) -> None:
+    config = virtual_config(vclock)
+    client = make_iam_client(config)
+    make_users(client, users(5))
+    strict.throttle(rate=100, clock=vclock.now, read_rate=1, read_burst=1)
+    Reconciler(client, config, Deadline.after(600, clock=vclock.now)).create(
+        declared(Users=users(5))
+    )
+    assert {c.action for c in strict.throttled} <= {
+        "GetGroup",
+        "GetAccountAuthorizationDetails",
+        "ListGroupPolicies",
+        "ListAttachedGroupPolicies",
+    }
+    assert strict.throttled
+    assert added(strict) == dict.fromkeys(users(5), 1)
+
+
+# -- concurrency ---------------------------------------------------------------------------
+
+
+def test_calls_in_flight_never_exceed_the_cap_whoever_makes_them(
+    strict: StrictIam, vclock: VirtualClock
+) -> None:
+    """Twelve threads of our own (not the applier's pool) share one client capped at 3."""
+    config = virtual_config(vclock, max_in_flight=3)
+    client = make_iam_client(config)
+    make_users(client, users(12))
+    strict.latency = 0.01
+    threads = [
+        threading.Thread(target=client.get_user, kwargs={"UserName": name}) for name in users(12)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert 2 <= strict.max_in_flight <= 3
+
+
+def test_ten_threads_all_throttled_at_once_each_member_added_once(
+    strict: StrictIam, vclock: VirtualClock
+) -> None:
+    config = virtual_config(vclock, max_in_flight=10)
+    client = make_iam_client(config)
+    make_users(client, users(40))
+    strict.latency = 0.002  # real, so the ten overlap
+    strict.throttle(rate=2, burst=1, clock=vclock.now)
+    Reconciler(client, config, Deadline.after(900, clock=vclock.now)).create(
+        declared(Users=users(40))
+    )
+    assert added(strict) == dict.fromkeys(users(40), 1)
+    assert strict.max_in_flight <= 10
+
+
+# -- the controllers alone -------------------------------------------------------------------
+
+
+def test_aimd_halves_on_a_throttle_once_per_window_and_grows_back_by_one_per_window() -> None:
+    window = AimdWindow(ceiling=8)
+    assert window.limit() == 8
+    sent_before = window.ticket()
+    window.on_throttle(sent_before)
+    assert window.limit() == 4
+    window.on_throttle(sent_before)  # the same burst of throttles: no second halving
+    assert window.limit() == 4
+    window.on_throttle(window.ticket())
+    assert window.limit() == 2
+    for _ in range(3):
+        window.on_success()  # about a window's worth of successes: one more slot
+    assert window.limit() == 3
+    for _ in range(100):
+        window.on_success()
+    assert window.limit() == 8  # never above the ceiling
+    for _ in range(10):
+        window.on_throttle(window.ticket())
+    assert window.limit() == 1  # never below one
+
+
+def answer(client: IAMClient, code: str | None) -> dict[str, Any]:
+    """What botocore's needs-retry event carries for one answer of AddUserToGroup."""
+    parsed: dict[str, Any] = {"Error": {"Code": code, "Message": "x"}} if code else {}
+    return {
+        "response": (None, parsed),
+        "attempts": 1,
+        "operation": client.meta.service_model.operation_model("AddUserToGroup"),
+        "caught_exception": None,
+        "request_dict": {"context": {}},
+    }
+
+
+def test_botocore_adaptive_rate_slows_on_throttling_and_speeds_up_on_success(
+    iam: IAMClient, vclock: VirtualClock
+) -> None:
+    rate = AdaptiveRate(vclock.now, vclock.sleep)
+    for _ in range(40):  # 20 calls a second, unthrottled: nothing is limited
+        rate.learn(False, answer(iam, None))
+        vclock.sleep(0.05)
+    assert rate.rate is None
+    rate.learn(True, answer(iam, "Throttling"))
+    slowed = rate.rate
+    assert slowed is not None
+    assert slowed < 20
+    for _ in range(40):
+        rate.wait(None, "test")  # paced by its own bucket now
+        rate.learn(False, answer(iam, None))
+    faster = rate.rate
+    assert faster is not None
+    assert faster > slowed
+    rate.learn(True, answer(iam, "Throttling"))
+    slower = rate.rate
+    assert slower is not None
+    assert slower < faster
+
+
+def test_the_pacer_wait_never_runs_past_the_deadline(iam: IAMClient, vclock: VirtualClock) -> None:
+    rate = AdaptiveRate(vclock.now, vclock.sleep)
+    rate.learn(True, answer(iam, "Throttling"))  # limited to botocore's minimum: 0.5/s
+    rate.wait(None, "first")
+    deadline = Deadline.after(0.5, clock=vclock.now)
+    with pytest.raises(DeadlineExceededError, match="stopped before next"):
+        rate.wait(deadline, "next")
+    assert deadline.remaining() > 0  # it refused instead of sleeping through the deadline
+
+
+# -- lost answers -------------------------------------------------------------------------------
+
+
+def test_a_lost_answer_to_create_group_counts_as_created(
+    strict: StrictIam, vclock: VirtualClock
+) -> None:
+    config = virtual_config(vclock)
+    client = make_iam_client(config)
+    strict.lose_answer("CreateGroup")  # applied, then answered 500
+    outcome = Reconciler(client, config, Deadline.after(600, clock=vclock.now)).create(declared())
+    group = read_group(client, "Jets")
+    assert group is not None
+    assert outcome.info.group_id == group.group_id
+    assert strict.actions().count("CreateGroup") == 2
+
+
+def test_a_lost_answer_to_add_user_is_harmless(strict: StrictIam, vclock: VirtualClock) -> None:
+    config = virtual_config(vclock)
+    client = make_iam_client(config)
+    make_users(client, ["alice", "bob"])
+    strict.lose_answer("AddUserToGroup", times=2)
+    strict.throttle(rate=1, burst=1, clock=vclock.now)
+    Reconciler(client, config, Deadline.after(600, clock=vclock.now)).create(
+        declared(Users="alice,bob")
+    )
+    group = read_group(client, "Jets")
+    assert group is not None
+    assert group.members == {"alice", "bob"}
+
+
+def test_a_create_group_refused_without_a_lost_answer_still_fails(
+    strict: StrictIam, vclock: VirtualClock
+) -> None:
+    """EntityAlreadyExists is ours only if an earlier attempt may have been applied."""
+    config = virtual_config(vclock)
+    client = make_iam_client(config)
+    strict.inject("CreateGroup", "EntityAlreadyExists")
+    with pytest.raises(IamApplyError, match="EntityAlreadyExists"):
+        Reconciler(client, config, Deadline.after(600, clock=vclock.now)).create(declared())
+
+
+# -- through the handler ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def receiver(strict: StrictIam) -> Iterator[ResponseReceiver]:
+    handler._iam_client.cache_clear()
+    with ResponseReceiver() as r:
+        yield r
+
+
+def test_a_throttled_create_through_the_handler_succeeds_with_each_member_added_once(
+    strict: StrictIam, receiver: ResponseReceiver, handler_clock: VirtualClock, iam: IAMClient
+) -> None:
+    make_users(iam, users(60))
+    strict.throttle(rate=5, burst=5, clock=handler_clock.now)
+    response = invoke(event("Create", {"Users": users(60)}), receiver)
+    assert response["Status"] == "SUCCESS", response["Reason"]
+    assert added(strict) == dict.fromkeys(users(60), 1)
+    assert strict.throttled
+
+
+# -- progress ---------------------------------------------------------------------------------
+
+
+def test_progress_lines_say_done_to_do_and_the_rate(
+    strict: StrictIam, vclock: VirtualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = virtual_config(vclock, progress_every=20, progress_interval=3600)
+    client = make_iam_client(config)
+    make_users(client, users(60))
+    strict.throttle(rate=5, burst=5, clock=vclock.now)
+    with caplog.at_level(logging.INFO, logger="jets_deploy_iam.iam.applier"):
+        Reconciler(client, config, Deadline.after(600, clock=vclock.now)).create(
+            declared(Users=users(60))
+        )
+    lines = [r for r in caplog.records if r.getMessage().startswith("member changes:")]
+    assert [r.members_done for r in lines] == [20, 40, 60]  # type: ignore[attr-defined]
+    assert [r.members_to_do for r in lines] == [40, 20, 0]  # type: ignore[attr-defined]
+    last = lines[-1].getMessage()
+    assert "60 of 60 done, 0 to do" in last
+    assert "writes/s allowed" in last
+    assert "throttled" in last
