@@ -57,8 +57,13 @@ class ReconcileConfig:
         of 20 s leave 8 s) to record the outcome and answer CloudFormation after the last
         attempt, whatever margins are configured.
         """
-        margin = max(min(self.deadline_margin, self.undo_margin), 0.1)
+        margin = max(self.undo_reserve(), 0.1)
         return min(self.connect_timeout, margin / 4), min(self.read_timeout, margin / 2)
+
+    def undo_reserve(self) -> float:
+        """Seconds before the end after which not even an undo starts an IAM call: always less
+        than ``deadline_margin``, so a failure's undo has time the work did not take."""
+        return min(self.undo_margin, self.deadline_margin / 2)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ReconcileConfig:

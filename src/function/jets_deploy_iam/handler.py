@@ -108,7 +108,7 @@ def _run(invocation: Invocation) -> Response:
             registry,
             config,
             Deadline.after(remaining - config.deadline_margin),
-            Deadline.after(remaining - min(config.undo_margin, config.deadline_margin)),
+            Deadline.after(remaining - config.undo_reserve()),
             _hooks(invocation, tally),
         )
         response = controller.handle(request)
