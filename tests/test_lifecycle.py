@@ -432,6 +432,7 @@ def test_exclusive_delete_removes_everything(
 ) -> None:
     handmade_group(iam, world)
     assert stack.create({"Users": "alice", "AdoptExistingGroup": "true"}).ok
+    assert stack.update({"Users": "alice,carol", "AdoptExistingGroup": "true"}).ok
     assert stack.delete().ok
     assert snapshot(iam, "Jets") is None
     assert {u["UserName"] for u in iam.list_users()["Users"]} == {"alice", "bob", "carol", "dave"}
@@ -479,7 +480,7 @@ def test_a_registry_that_cannot_be_written_fails_before_any_iam_write(
     def refuse(*_args: object) -> int:
         raise RegistryError("the registry table is throttled")
 
-    monkeypatch.setattr(registry, "save", refuse)
+    monkeypatch.setattr(registry, "_write", refuse)
     strict.reset()
     response = controller_sender(iam, registry)(event("Create", {"Users": "alice"}))
     assert not response.ok

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from jets_deploy_iam import policy
 from jets_deploy_iam.changes import (
     AddMember,
     AttachPolicy,
@@ -117,14 +118,23 @@ class Ownership:
 
     def for_copy(self, source: ActualGroup, copied: ActualGroup) -> Ownership:
         """Ownership in the new group of a rename: what was foreign stays foreign, what the
-        resource owned or adds now is owned."""
+        resource owned or adds now is owned, and a foreign inline policy whose name it now
+        declares is owned with its original document kept (as an in-place put would)."""
+        overwritten = {
+            n: source.inline_policies[n]
+            for n, d in copied.inline_policies.items()
+            if n in source.inline_policies
+            and n not in self.inline
+            and not policy.same_policy(d, source.inline_policies[n])
+        }
+        inline_added = set(copied.inline_policies) - set(source.inline_policies)
+        originals = {n: d for n, d in self.originals.items() if n in copied.inline_policies}
         return Ownership(
             members=(self.members | (copied.members - source.members)) & copied.members,
             attached=(self.attached | (copied.managed_policy_arns - source.managed_policy_arns))
             & copied.managed_policy_arns,
-            inline=(self.inline | (set(copied.inline_policies) - set(source.inline_policies)))
-            & set(copied.inline_policies),
-            originals={n: d for n, d in self.originals.items() if n in copied.inline_policies},
+            inline=(self.inline | inline_added | set(overwritten)) & set(copied.inline_policies),
+            originals={**originals, **overwritten},
         )
 
 

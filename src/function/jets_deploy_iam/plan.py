@@ -14,6 +14,7 @@ Nothing here talks to IAM. ``changes`` holds the vocabulary and the one order ev
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from jets_deploy_iam import policy
@@ -50,6 +51,7 @@ __all__ = [
     "plan_delete",
     "plan_reconcile",
     "policy_change",
+    "state_after",
 ]
 
 
@@ -225,3 +227,36 @@ def plan_delete(
     if not owned.foreign_in(actual):
         changes.append(DeleteGroup(name))
     return Plan.of(changes)
+
+
+def state_after(actual: ActualGroup | None, plan: Plan) -> ActualGroup | None:
+    """The group as it will be once ``plan`` has run (pure: nothing is read or written).
+
+    Lets a planner reason about a plan it has not applied yet, e.g. what a rollback's restore
+    leaves for the rest of its reconciliation.
+    """
+    group = actual
+    for change in plan:
+        match change:
+            case CreateGroup(path=path):
+                group = ActualGroup(name=change.group, path=path, arn="", group_id="")
+            case DeleteGroup():
+                group = None
+            case _ if group is None:
+                continue
+            case UpdateGroup(new_path=new_path):
+                group = replace(group, path=new_path)
+            case AddMember(user=user):
+                group = replace(group, members=group.members | {user})
+            case RemoveMember(user=user):
+                group = replace(group, members=group.members - {user})
+            case AttachPolicy(arn=arn):
+                group = replace(group, managed_policy_arns=group.managed_policy_arns | {arn})
+            case DetachPolicy(arn=arn):
+                group = replace(group, managed_policy_arns=group.managed_policy_arns - {arn})
+            case PutPolicy(policy_name=name, document=document):
+                group = replace(group, inline_policies={**group.inline_policies, name: document})
+            case DeletePolicy(policy_name=name):
+                inline = {n: d for n, d in group.inline_policies.items() if n != name}
+                group = replace(group, inline_policies=inline)
+    return group

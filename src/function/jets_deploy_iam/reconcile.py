@@ -21,8 +21,9 @@ The rules (README, "Lifecycle rules"), against CloudFormation as it really behav
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -33,13 +34,20 @@ from jets_deploy_iam.exceptions import (
     IamApplyError,
     InvalidPropertiesError,
     JetsDeployIamError,
+    RegistryConflictError,
 )
 from jets_deploy_iam.iam.applier import Applier, ApplyResult
 from jets_deploy_iam.iam.callpath import bounded_by
 from jets_deploy_iam.iam.preflight import preflight
 from jets_deploy_iam.iam.reader import read_group
 from jets_deploy_iam.ownership import Ownership, legacy_ownership
-from jets_deploy_iam.plan import copied_content, plan_copy, plan_delete, plan_reconcile
+from jets_deploy_iam.plan import (
+    copied_content,
+    plan_copy,
+    plan_delete,
+    plan_reconcile,
+    state_after,
+)
 from jets_deploy_iam.registry.model import GroupRecord, LastUpdate, ResourceRecord
 from jets_deploy_iam.registry.store import Registry, Stored
 from jets_deploy_iam.request import Request, ResourceKey
@@ -111,6 +119,8 @@ class Decision:
     record: GroupRecord | None = None
     #: a rename's old group (it becomes the new one's pair)
     source: GroupRecord | None = None
+    #: group names whose claims this decision takes from another resource (adoption, stale)
+    takeovers: frozenset[str] = frozenset()
     note: str = ""
 
 
@@ -166,7 +176,7 @@ class Controller:
         )
         self.hooks.on_physical_id(self.physical_id)
         try:
-            self._stored = self.registry.load(request.key)
+            self._stored = self.registry.load(request.key, _names_of(request))
         except JetsDeployIamError as error:
             return Response.failed(self.physical_id, error)
         replay = self.record.answer_for(request.request_id)
@@ -187,7 +197,7 @@ class Controller:
 
     def preview(self, request: Request) -> Decision:
         """What ``handle`` would do, from the registry and IAM, without writing anything."""
-        self._stored = self.registry.load(request.key)
+        self._stored = self.registry.load(request.key, _names_of(request))
         replay = self.record.answer_for(request.request_id)
         if replay is not None:
             return Decision("none", replay.physical_id, note="already answered: nothing to do")
@@ -210,7 +220,8 @@ class Controller:
         The declaration is the registry's, policy document included, never one rebuilt from
         properties by this version of the code: between deploys, only what was deployed is
         enforced. Foreign content of a non-exclusive resource is never touched (the plan removes
-        only what the resource owns); a group deleted by hand is created again.
+        only what the resource owns); a group deleted by hand is created again. A correction
+        that loses a race with a deploy on the record stops: the deploy's record wins.
         """
         self._stored = self.registry.load(key)
         record = self.record
@@ -219,29 +230,55 @@ class Controller:
             return Drift(key, name or "", note="no group: the resource is deleted or never created")
         if record.in_progress is not None:
             return Drift(key, name, note=f"request {record.in_progress} is under way: not checked")
+        leftovers = [g.name for g in _leftovers(record)]
+        note = f"group {', '.join(leftovers)} left by an earlier rename: the next deploy deletes it"
+        note = note if leftovers else ""
         entry = record.groups[name]
         declared = replace(parse_properties(entry.properties, env), policy_document=entry.document)
         actual = self._read(name)
-        if actual is not None and not entry.matches(actual):
-            note = "the group was replaced outside CloudFormation (another GroupId): left alone"
+        if actual is not None and not self._owns(name, actual):
+            note = "the group was replaced or taken over outside this resource: left alone"
             return Drift(key, name, declared, Decision("none", name, before=actual), note=note)
+        if actual is None and not _required(self._stored).owns(name):
+            note = "the group is gone and its name is claimed by another resource: left alone"
+            return Drift(key, name, declared, Decision("none", name), note=note)
         plan = plan_reconcile(declared, actual, entry.ownership)
-        claims = entry.ownership.claim(plan, actual)
-        record_ahead = replace(entry, ownership=claims)
+        record_ahead = replace(entry, ownership=entry.ownership.claim(plan, actual))
         decision = Decision("correct", name, plan, actual, entry.ownership, record=record_ahead)
         correcting = declared.drift_action == "correct" if correct is None else correct
         if not plan or not correcting:
-            return Drift(key, name, declared, decision)
+            return Drift(key, name, declared, decision, note=note)
         self._preflight(decision)
-        self._stored = self.registry.change(self._stored, lambda r: r.with_group(record_ahead))
+        self._stored = self.registry.change(
+            _required(self._stored), lambda r: r.with_group(record_ahead), reapply=False
+        )
         applier = self._applier(self.deadline)
         try:
             applier.apply(plan)
         finally:  # what was applied is recorded even if the correction stops half way
-            info = self._info(declared, actual, applier.result)
-            done = replace(_settled(record_ahead, applier.result), group_id=info.group_id or None)
-            self._stored = self.registry.change(self._stored, lambda r: r.with_group(done))
-        return Drift(key, name, declared, decision, corrected=len(applier.result.applied))
+            note = self._record_correction(declared, actual, record_ahead, applier.result) or note
+        corrected = len(applier.result.applied)
+        return Drift(key, name, declared, decision, corrected=corrected, note=note)
+
+    def _record_correction(
+        self,
+        declared: DeclaredGroup,
+        actual: ActualGroup | None,
+        ahead: GroupRecord,
+        result: ApplyResult,
+    ) -> str:
+        """Record a correction's outcome, unless a deploy wrote the record meanwhile: then the
+        deploy's record stands (it was read after the correction's write-ahead, so it keeps
+        every ownership claim; at worst something removed stays recorded as owned)."""
+        info = self._info(declared, actual, result)
+        done = replace(_settled(ahead, result), group_id=info.group_id or None)
+        try:
+            self._stored = self.registry.change(
+                _required(self._stored), lambda r: r.with_group(done), reapply=False
+            )
+        except RegistryConflictError:
+            return "a deploy changed the record meanwhile: its record stands"
+        return ""
 
     # -- Create ------------------------------------------------------------------------------
 
@@ -249,23 +286,33 @@ class Controller:
         declared = request.declared
         name = declared.group_name
         actual = self._read(name)
-        entry = self.record.groups.get(name)
-        action, owned = "create", Ownership()
+        claim = _required(self._stored).claim(name)
+        action, owned, takeover = "create", Ownership(), False
         if actual is not None:
             resuming = self.record.in_progress == request.request_id
-            if resuming and entry is not None and entry.matches(actual):
-                owned = entry.ownership  # this very request, delivered again after a crash
+            if resuming and self._owns(name, actual):
+                owned = self.record.groups[name].ownership  # this request, delivered again
             elif declared.adopt_existing_group:
-                action = "adopt"
+                action, takeover = "adopt", True
             else:
                 raise GroupConflictError(
                     f"GroupName {name}: the group already exists and this resource does not own "
                     "it; set AdoptExistingGroup true to take it over, or choose another GroupName"
                 )
+        elif claim is not None and claim.owner != request.key:
+            if claim.group_id is None:
+                raise GroupConflictError(
+                    f"GroupName {name}: another resource ({claim.owner.logical_id} of stack "
+                    f"{claim.owner.stack_name}) is creating this group right now"
+                )
+            takeover = True  # the claim of a group that no longer exists
         plan = plan_reconcile(declared, actual, owned)
         record = _record_of(name, actual, request, declared, owned.claim(plan, actual))
         undo = Undo.of(plan, actual, owned)
-        return Decision(action, name, plan, actual, owned, undo, record)
+        if action == "adopt":
+            record = replace(record, adopted=undo)
+        takeovers = frozenset({name}) if takeover else frozenset()
+        return Decision(action, name, plan, actual, owned, undo, record, takeovers=takeovers)
 
     def _create(self, request: Request) -> Response:
         decision = self._decide_create(request)
@@ -277,6 +324,7 @@ class Controller:
         self._write_ahead(
             request,
             lambda r: replace(r.with_group(record), last_update=hand_back if adopted else None),
+            decision.takeovers,
         )
         if decision.before is not None and not adopted:
             self._set_physical(decision.group)
@@ -301,10 +349,20 @@ class Controller:
         self, request: Request, decision: Decision, result: ApplyResult, error: Exception
     ) -> Response:
         """The group this Create made stays for CloudFormation's rollback Delete to remove (its
-        id is the physical id, its GroupId is recorded); if none was made, nothing is claimed."""
+        id is the physical id, its GroupId is recorded); if none was made, nothing is claimed.
+
+        A CreateGroup whose answer was lost and whose retries then failed made the group all the
+        same: it is recognised (this name and path, still empty, the claim ours and pending) and
+        answered as made, so the rollback Delete removes it instead of leaving an orphan.
+        """
         _log_failure(error)
         record = _required(decision.record)
         created = str(result.created.get("GroupId") or "")
+        if self.physical_id != decision.group and decision.before is None:
+            landed = self._landed(decision.group, request.declared.path)
+            if landed is not None:
+                created = landed.group_id
+                self._set_physical(decision.group)
         if self.physical_id == decision.group:
             done = replace(_settled(record, result), group_id=created or record.group_id)
             edit: Edit = lambda r: r.with_group(done)  # noqa: E731
@@ -313,6 +371,14 @@ class Controller:
         response = Response.failed(self.physical_id, error)
         self._commit(request, response, edit)
         return response
+
+    def _landed(self, name: str, path: str) -> ActualGroup | None:
+        try:
+            group = self._read(name, self.undo_deadline)
+        except Exception:
+            return None
+        fresh = group is not None and group.path == path and not group.members
+        return group if fresh and not group.inline_policies else None  # type: ignore[union-attr]
 
     def _hand_back(self, request: Request, decision: Decision, error: Exception) -> Response:
         """A failed adoption gives the group back exactly as found, whatever the failure (IAM,
@@ -324,8 +390,8 @@ class Controller:
             edit: Edit = lambda r: replace(r.without_group(decision.group), last_update=None)  # noqa: E731
         else:
             text = (
-                f"{reason_for(error)}; handing the adopted group back failed too "
-                f"({reason_for(failure)}): the rollback Delete retries it"
+                f"handing the adopted group back failed, the rollback Delete retries it "
+                f"({reason_for(failure)}); {reason_for(error)}"
             )
             edit = _unchanged  # the write-ahead record and its undo record stay
         response = Response("FAILED", request.placeholder, shorten(text))
@@ -337,37 +403,50 @@ class Controller:
     def _decide_update(self, request: Request) -> Decision:
         physical = str(request.physical_id)
         last = self.record.last_update
-        declared = request.declared  # a rollback restores properties that were applied: valid
         if last is not None and last.reversed_by(request):
-            return self._decide_rollback(last)
+            # Served from the undo record, even if this version cannot parse the properties.
+            return self._decide_rollback(request, last)
+        declared = request.declared
         if not is_group_name(physical):
-            raise GroupConflictError(f"physical id {physical} names no group: nothing to update")
+            raise GroupConflictError(
+                f"PhysicalResourceId {physical!r} names no group: nothing to update "
+                "(CloudFormation always sends the id this resource answered)"
+            )
         actual = self._read(physical)
-        entry = self._owned_entry(request, physical, actual, declared)
+        entry, takeover = self._owned_entry(request, physical, actual, declared)
         if declared.group_name != physical:
             return self._decide_replace(request, declared, entry, actual)
         owned = entry.ownership if entry is not None and actual is not None else Ownership()
         plan = plan_reconcile(declared, actual, owned)
         claims = owned.claim(plan, actual)
-        record = _record_of(physical, actual, request, declared, claims, entry)
+        record = replace(
+            _record_of(physical, actual, request, declared, claims, entry), adopted=None
+        )
         undo = Undo.of(plan, actual, owned)
-        return Decision("update", physical, plan, actual, owned, undo, record)
+        takeovers = frozenset({physical}) if takeover else frozenset()
+        return Decision("update", physical, plan, actual, owned, undo, record, takeovers=takeovers)
 
     def _owned_entry(
         self, request: Request, name: str, actual: ActualGroup | None, declared: DeclaredGroup
-    ) -> GroupRecord | None:
-        """The record of the group this Update acts on: None only if the group is gone."""
+    ) -> tuple[GroupRecord | None, bool]:
+        """The record of the group this Update acts on (None only if the group is gone), and
+        whether its claim must be taken over."""
         entry = self.record.groups.get(name)
+        claim = _required(self._stored).claim(name)
         if actual is None:
-            return entry  # deleted by hand: the Update creates it again
-        if entry is not None and entry.matches(actual):
-            return entry
-        if entry is None and self._legacy:
-            return _legacy_record(actual, request.old_properties, request.env)
+            if claim is not None and claim.owner != request.key and claim.group_id is None:
+                raise GroupConflictError(f"group {name} is being created by another resource")
+            return entry, claim is not None and claim.owner != request.key
+        if self._owns(name, actual):
+            return entry, False
+        if entry is None and self._legacy(name):
+            return _legacy_record(actual, request.old_properties, request.env), False
         if declared.adopt_existing_group:
-            return _taken_over(actual, request, declared)
+            return _taken_over(actual, request, declared), True
         why = (
-            "was replaced outside CloudFormation (its GroupId changed)"
+            f"is owned by {claim.owner.logical_id} of stack {claim.owner.stack_name}"
+            if claim is not None and claim.owner != request.key
+            else "was replaced outside CloudFormation (its GroupId changed)"
             if entry is not None
             else "is not registered to this resource"
         )
@@ -391,16 +470,32 @@ class Controller:
                     "cannot be a second group; rename through another name (two deploys)"
                 ]
             )
+        claims_read = (
+            self.registry.load(request.key, [new]).claims
+            if new.lower() not in (_required(self._stored).claims)
+            else {}
+        )
+        if claims_read:
+            self._stored = replace(
+                _required(self._stored), claims={**_required(self._stored).claims, **claims_read}
+            )
         existing = self._read(new)
-        mine = self.record.groups.get(new)
+        claim = _required(self._stored).claim(new)
         continuing = (
             existing is not None
-            and mine is not None
-            and mine.matches(existing)
-            and mine.pair == physical
+            and self._owns(new, existing)
+            and (self.record.groups[new].pair == physical)
         )
         # Anything else already named ``new`` fails the pre-flight, which names it.
         target = existing if continuing else None
+        takeover = (
+            existing is None
+            and claim is not None
+            and claim.owner != request.key
+            and claim.group_id is not None
+        )
+        if existing is None and claim is not None and claim.owner != request.key and not takeover:
+            raise GroupConflictError(f"GroupName {new}: another resource is creating it right now")
         if source is None or entry is None:
             plan = plan_reconcile(declared, target, Ownership())
             claims = Ownership().claim(plan, target)
@@ -412,22 +507,47 @@ class Controller:
             pair = physical
         record = replace(_record_of(new, target, request, declared, claims), pair=pair)
         undo = Undo(group=new, created=True)
-        old = entry if source is not None else None
-        return Decision("replace", new, plan, target, Ownership(), undo, record, source=old)
+        old = replace(entry, pair=new) if source is not None and entry is not None else None
+        return Decision(
+            "replace", new, plan, target, Ownership(), undo, record, source=old,
+            takeovers=frozenset({new}) if takeover else frozenset(),
+        )  # fmt: skip
 
-    def _decide_rollback(self, last: LastUpdate) -> Decision:
+    def _decide_rollback(self, request: Request, last: LastUpdate) -> Decision:
+        """Restore what the reversed Update touched, exactly; then, for everything it did not
+        touch, the usual rules of the properties it returns to (a revert deploy that merely looks
+        like a rollback still corrects drift; in a real rollback this part is empty). A group
+        deleted meanwhile is created again."""
         undo = last.undo
         entry = self.record.groups.get(undo.group)
         current = self._read(undo.group) if is_group_name(undo.group) else None
-        if current is not None and (entry is None or not entry.matches(current)):
+        if current is not None and not self._owns(undo.group, current):
             current = None  # not the group this resource changed: touch nothing
+            entry = None
         owned = entry.ownership if entry is not None else Ownership()
-        plan = undo.restore_plan(current)
-        record = replace(entry, ownership=owned.claim(plan, current)) if entry else None
+        restore = undo.restore_plan(current)
+        restored_owned = undo.restore_ownership(owned)
+        try:
+            declared: DeclaredGroup | None = request.declared
+        except InvalidPropertiesError:
+            declared = None  # this version cannot parse it: the undo record alone is served
+        in_place = undo.group == request.physical_id and not undo.created
+        extra: list[Change] = []
+        if declared is not None and in_place and declared.group_name == undo.group:
+            restored = state_after(current, restore)
+            rest = plan_reconcile(declared, restored, restored_owned)
+            extra = [c for c in rest if not undo.touches(c)] if current is not None else list(rest)
+        plan = Plan.of([*restore, *extra])
+        record = None
+        if entry is not None or (extra and declared is not None):
+            base = entry or _record_of(undo.group, current, request, _required(declared), owned)
+            ahead = restored_owned.claim(Plan.of(extra), state_after(current, restore))
+            record = replace(base, ownership=ahead)
         return Decision("rollback", undo.group, plan, current, owned, undo, record)
 
     def _update(self, request: Request) -> Response:
         physical = str(request.physical_id)
+        self._sweep_leftovers()
         try:
             decision = self._decide_update(request)
         except InvalidPropertiesError as error:
@@ -445,8 +565,8 @@ class Controller:
         forward = LastUpdate(
             request.request_id, physical, request.properties, request.old_properties, undo
         )
-        if decision.plan:
-            self._write_ahead(request, lambda r: _ahead(r, decision, forward))
+        if decision.plan or decision.takeovers:
+            self._write_ahead(request, lambda r: _ahead(r, decision, forward), decision.takeovers)
         applier = self._applier(self.deadline)
         try:
             applier.apply(decision.plan)
@@ -469,7 +589,7 @@ class Controller:
                 r = r.with_group(replace(decision.source, pair=done.name))
             return replace(r, current=done.name, last_update=forward)
 
-        self._commit(request, response, edit)
+        self._commit(request, response, edit, decision.takeovers)
         return response
 
     def _finish_rollback(
@@ -489,11 +609,14 @@ class Controller:
         )
 
         def edit(r: ResourceRecord) -> ResourceRecord:
-            if undo.created:
+            if undo.created and undo.group != physical:
                 r = r.without_group(undo.group)
             elif decision.record is not None:
-                owned = undo.restore_ownership(_settled(decision.record, result).ownership)
-                r = r.with_group(_declared_as(replace(decision.record, ownership=owned), request))
+                done = _settled(decision.record, result)
+                done = replace(done, group_id=info.group_id if info else done.group_id)
+                r = r.with_group(_declared_as(done, request))
+            elif undo.created:
+                r = r.without_group(undo.group)
             return replace(r, current=physical, last_update=reverse)
 
         self._commit(request, response, edit)
@@ -515,8 +638,8 @@ class Controller:
         reason = reason_for(error)
         if failure is not None:
             text = (
-                f"{reason}; undoing its changes failed too ({reason_for(failure)}): "
-                "the rollback retries it"
+                f"undoing its changes failed too, the rollback retries it "
+                f"({reason_for(failure)}); {reason}"
             )
         else:
             text = f"{reason} (its changes were undone)" if result.applied else reason
@@ -535,6 +658,23 @@ class Controller:
         self._commit(request, response, edit)
         return response
 
+    def _sweep_leftovers(self) -> None:
+        """Delete what an earlier rename left behind. CloudFormation tries the cleanup Delete of
+        the old name three times and then drops it; the old group would keep every member with
+        the old rights. An Update means that stack operation is over: it goes now. (A Delete of
+        the new name cannot tell a stack deletion from the rollback of the rename, which must
+        keep the old group, so it leaves it; the drift check reports it meanwhile.)"""
+        for name in [g.name for g in _leftovers(self.record)]:
+            actual = self._read(name)
+            if actual is not None and self._owns(name, actual):
+                logger.warning("deleting the group an earlier rename left", extra={"group": name})
+                plan = plan_delete(actual, whole=True)
+                self.hooks.on_plan(plan)
+                self._applier(self.deadline).apply(plan)
+            self._stored = self.registry.change(
+                _required(self._stored), functools.partial(ResourceRecord.without_group, name=name)
+            )
+
     # -- Delete ------------------------------------------------------------------------------
 
     def _decide_delete(self, request: Request) -> Decision:
@@ -548,11 +688,16 @@ class Controller:
         if actual is None:
             return Decision("none", physical, note="the group does not exist")
         entry = self.record.groups.get(physical)
-        if entry is None and self._legacy:
+        if entry is None and self._legacy(physical):
             entry = _legacy_record(actual, request.properties, request.env)
-        if entry is None or not entry.matches(actual):
+        elif entry is None or not self._owns(physical, actual):
             note = "the registry does not say this resource owns the group: left untouched"
             return Decision("none", physical, before=actual, note=note)
+        if entry.adopted is not None and entry.pair is None:
+            # Never updated since it was adopted: CloudFormation's rollback of the deploy that
+            # adopted it looks like this, so the group goes back as it was found.
+            decision = self._decide_hand_back(entry.adopted)
+            return replace(decision, note="an adopted group, not updated since: handed back")
         whole = entry.pair is not None or entry.exclusive
         plan = plan_delete(actual, entry.ownership, whole)
         if plan.of_type(DeleteGroup):
@@ -563,13 +708,14 @@ class Controller:
     def _decide_hand_back(self, undo: Undo) -> Decision:
         entry = self.record.groups.get(undo.group)
         current = self._read(undo.group)
-        if current is None or entry is None or not entry.matches(current):
+        if current is None or entry is None or not self._owns(undo.group, current):
             return Decision("none", undo.group, note="the adopted group is gone or not ours")
         plan = undo.restore_plan(current)
-        note = "finishing the hand-back of a failed adoption"
+        note = "handing an adopted group back as it was found"
         return Decision("restore", undo.group, plan, current, undo=undo, record=entry, note=note)
 
     def _delete(self, request: Request) -> Response:
+        physical = str(request.physical_id)
         decision = self._decide_delete(request)
         applier = self._applier(self.deadline)
         for _attempt in range(DELETE_ATTEMPTS):
@@ -590,16 +736,24 @@ class Controller:
                 "DeleteConflict",
                 "the group kept changing while being emptied; deploy again",
             )
-        response = Response("SUCCESS", str(request.physical_id))
+        response = Response("SUCCESS", physical)
         self._commit(request, response, lambda r: _after_delete(r, decision, applier.result))
         return response
 
     # -- shared steps ------------------------------------------------------------------------
 
-    @property
-    def _legacy(self) -> bool:
-        """No record at all: the resource was created by a version before the registry."""
-        return _required(self._stored).version == 0
+    def _owns(self, name: str, group: ActualGroup) -> bool:
+        """This resource owns ``group``: its record has it, with this GroupId, and the claim of
+        the name is this resource's (an adoption by another resource ends that)."""
+        entry = self.record.groups.get(name)
+        stored = _required(self._stored)
+        return entry is not None and entry.matches(group) and stored.owns(name, group.group_id)
+
+    def _legacy(self, name: str) -> bool:
+        """No record at all, and nobody claims the group: the resource was created by a version
+        before the registry existed."""
+        stored = _required(self._stored)
+        return stored.version == 0 and stored.claim(name) is None
 
     def _read(self, name: str, deadline: Deadline | None = None) -> ActualGroup | None:
         deadline = deadline or self.deadline
@@ -630,8 +784,7 @@ class Controller:
         """Apply ``undo`` within the time kept for it; the error if it could not finish."""
         try:
             current = self._read(undo.group, self.undo_deadline)
-            entry = self.record.groups.get(undo.group)
-            if current is not None and entry is not None and not entry.matches(current):
+            if current is not None and not self._owns(undo.group, current):
                 return None  # a namesake someone else made: not ours to change
             self._applier(self.undo_deadline).apply(undo.restore_plan(current))
         except Exception as error:
@@ -639,20 +792,31 @@ class Controller:
             return error
         return None
 
-    def _write_ahead(self, request: Request, edit: Edit) -> None:
+    def _write_ahead(
+        self, request: Request, edit: Edit, takeovers: frozenset[str] = frozenset()
+    ) -> None:
         """Record the claims before the first IAM write (the request fails if it cannot)."""
         self._stored = self.registry.change(
-            _required(self._stored), lambda r: replace(edit(r), in_progress=request.request_id)
+            _required(self._stored),
+            lambda r: replace(edit(r), in_progress=request.request_id),
+            takeovers,
         )
 
-    def _commit(self, request: Request, response: Response, edit: Edit) -> None:
+    def _commit(
+        self,
+        request: Request,
+        response: Response,
+        edit: Edit,
+        takeovers: frozenset[str] = frozenset(),
+    ) -> None:
         """Record the outcome with the answer. IAM has already changed: a registry failing now
-        cannot undo that, so the answer stands and the failure is logged."""
+        cannot undo that, so the answer stands and the failure is logged (the write-ahead record
+        is safe on its own: see ``_ahead``)."""
         if self._stored is None:
             return
         try:
             self._stored = self.registry.change(
-                self._stored, lambda r: edit(r).with_answer(request.request_id, response)
+                self._stored, lambda r: edit(r).with_answer(request.request_id, response), takeovers
             )
         except JetsDeployIamError:
             logger.error("the outcome could not be recorded in the registry", exc_info=True)
@@ -681,10 +845,14 @@ class Controller:
 
 
 def _ahead(record: ResourceRecord, decision: Decision, forward: LastUpdate) -> ResourceRecord:
-    """The write-ahead of an Update: the group's claims, and its undo record (a rollback keeps
-    the undo record it is restoring from until it is done)."""
+    """The write-ahead of an Update, safe on its own if the outcome is never recorded: the
+    group's claims (a rollback's restores the ownership of what it puts back instead of claiming
+    it), a rename's link on both groups (the cleanup Delete of the old name then removes it
+    whole), and the undo record (a rollback keeps the one it restores from until it is done)."""
     if decision.record is not None:
         record = record.with_group(decision.record)
+    if decision.source is not None:
+        record = record.with_group(decision.source)
     if decision.action == "rollback":
         return record
     return replace(record, last_update=forward)
@@ -693,8 +861,11 @@ def _ahead(record: ResourceRecord, decision: Decision, forward: LastUpdate) -> R
 def _after_delete(
     record: ResourceRecord, decision: Decision, result: ApplyResult
 ) -> ResourceRecord:
-    if decision.action == "restore":  # a failed adoption is now handed back: not ours
-        return replace(record.without_group(decision.group), last_update=None)
+    if decision.action == "restore":  # an adopted group is handed back: not ours any more
+        last = record.last_update
+        handed = last is not None and last.undo.group == decision.group
+        record = replace(record, last_update=None) if handed else record
+        return record.without_group(decision.group)
     if decision.action == "none" and decision.before is None:
         return record.without_group(decision.group) if is_group_name(decision.group) else record
     if decision.action == "delete":
@@ -746,17 +917,55 @@ def _declared_as(record: GroupRecord, request: Request) -> GroupRecord:
 
 
 def _legacy_record(group: ActualGroup, properties: Any, env: Environment) -> GroupRecord:
-    """A group created before the registry existed: it owns what its properties declare."""
+    """A group created before the registry existed: it owns what its properties declare.
+
+    Only what ownership needs is read (Users, ManagedPolicyArns, PolicyName, Exclusive), so a
+    property this version rejects elsewhere never turns a revocation into a no-op, nor a
+    non-exclusive group into an exclusive one; if even those do not parse, nothing is guessed.
+    """
     try:
         declared = parse_properties(properties, env)
     except InvalidPropertiesError:
-        return GroupRecord(group.name, group.group_id, {}, {}, exclusive=True)
+        essential = {k: v for k, v in (properties or {}).items() if k in _OWNERSHIP_PROPERTIES}
+        try:
+            declared = parse_properties(essential, env)
+        except InvalidPropertiesError as error:
+            raise InvalidPropertiesError(
+                [
+                    f"this resource predates the registry and its properties do not say what it "
+                    f"owns: {error}"
+                ]
+            ) from error
     owned = legacy_ownership(
         group, declared.users, declared.managed_policy_arns, declared.policy_name
     )
     return GroupRecord(
         group.name, group.group_id, properties, declared.policy_document, declared.exclusive, owned
     )
+
+
+_OWNERSHIP_PROPERTIES = frozenset(
+    {"Users", "ManagedPolicyArns", "PolicyName", "Exclusive", "GroupName", "GroupPath"}
+)
+
+
+def _leftovers(record: ResourceRecord) -> list[GroupRecord]:
+    """Old sides of renames CloudFormation never cleaned up: a group paired with the current one
+    that is not the current one."""
+    current = record.current
+    return [
+        g for g in record.groups.values()
+        if current is not None and g.name != current and g.pair == current
+    ]  # fmt: skip
+
+
+def _names_of(request: Request) -> list[str]:
+    """The group names whose claims a request may need (read with its record in one call)."""
+    names = [str(request.physical_id or "")]
+    properties = request.properties if isinstance(request.properties, Mapping) else {}
+    declared = properties.get("GroupName", "Jets")
+    names.append(declared if isinstance(declared, str) else "")
+    return [n for n in names if is_group_name(n)]
 
 
 def _taken_over(group: ActualGroup, request: Request, declared: DeclaredGroup) -> GroupRecord:

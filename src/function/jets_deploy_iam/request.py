@@ -79,9 +79,10 @@ def parse_request(event: Mapping[str, Any], env: Environment) -> Request:
         raise MalformedEventError(f"RequestType {kind!r} is not Create, Update or Delete")
     if not _answerable(event["ResponseURL"]):
         raise MalformedEventError("ResponseURL is not an https URL without whitespace")
+    # A missing or odd PhysicalResourceId is answered (FAILED for an Update: it names no group),
+    # not dropped: CloudFormation would wait for the whole ServiceTimeout.
     physical_id = event.get("PhysicalResourceId")
-    if kind != "Create" and (not isinstance(physical_id, str) or not physical_id):
-        raise MalformedEventError(f"a {kind} event has no PhysicalResourceId")
+    physical_id = physical_id if isinstance(physical_id, str) else ""
     return Request(
         kind=cast("Kind", kind),
         key=ResourceKey(event["StackId"], event["LogicalResourceId"]),

@@ -103,6 +103,19 @@ class Undo:
             changes += [put] if put else []
         return Plan.of(changes)
 
+    def touches(self, change: Change) -> bool:
+        """Whether ``change`` acts on an item this record restores."""
+        match change:
+            case AddMember(user=user) | RemoveMember(user=user):
+                return user in self.members
+            case AttachPolicy(arn=arn) | DetachPolicy(arn=arn):
+                return arn in self.attached
+            case PutPolicy(policy_name=name) | DeletePolicy(policy_name=name):
+                return name in self.inline
+            case UpdateGroup():
+                return self.path is not None
+        return self.created
+
     def restore_ownership(self, now: Ownership) -> Ownership:
         """Ownership once restored: the touched items are owned exactly as they were before."""
         touched = (self.members, self.attached, self.inline)

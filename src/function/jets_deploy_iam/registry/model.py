@@ -42,6 +42,10 @@ class GroupRecord:
     ownership: Ownership = field(default_factory=Ownership)
     #: the other group of a rename CloudFormation has not cleaned up or rolled back yet
     pair: str | None = None
+    #: an adopted group's state before the adoption, until the resource's first Update: a Delete
+    #: before then (CloudFormation's rollback of the deploy that adopted it looks just like one)
+    #: gives the group back as it was found instead of deleting it
+    adopted: Undo | None = None
 
     def matches(self, group: ActualGroup) -> bool:
         """Is ``group`` the very group this record is about (not a namesake made since)?"""
@@ -169,6 +173,7 @@ def record_json(r: ResourceRecord) -> dict[str, Any]:
                 "exclusive": g.exclusive,
                 "ownership": ownership_json(g.ownership),
                 "pair": g.pair,
+                "adopted": undo_json(g.adopted) if g.adopted is not None else None,
             }
             for name, g in r.groups.items()
         },
@@ -209,6 +214,7 @@ def record_of(key: ResourceKey, data: Mapping[str, Any]) -> ResourceRecord:
                 exclusive=bool(g.get("exclusive", True)),
                 ownership=ownership_of(g.get("ownership", {})),
                 pair=g.get("pair"),
+                adopted=undo_of(g["adopted"]) if g.get("adopted") else None,
             )
             for name, g in data.get("groups", {}).items()
         },

@@ -1,0 +1,889 @@
+"""A fresh-eyed attack on the registry lifecycle (issue 9): sequences CloudFormation, Lambda, IAM
+and an operator really produce, each stated with the outcome SPEC.md requires. Each of the first
+group failed on the first registry version (the comment under its name says how) and is fixed;
+the ones at the end ("held") passed from the start.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from helpers import (
+    ENV,
+    OTHER_STACK,
+    STACK,
+    Stack,
+    controller_sender,
+    event,
+    make_policy,
+    make_users,
+    snapshot,
+)
+from jets_deploy_iam.config import Deadline, ReconcileConfig
+from jets_deploy_iam.reconcile import Controller
+from jets_deploy_iam.registry.store import DynamoDBRegistry
+from jets_deploy_iam.request import ResourceKey, parse_request
+from strict_iam import StrictIam
+
+if TYPE_CHECKING:
+    from mypy_boto3_iam import IAMClient
+
+HANDMADE = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": "*"}],
+}
+BACKDOOR = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "iam:*", "Resource": "*"}],
+}
+
+
+@pytest.fixture
+def world(iam: IAMClient) -> dict[str, str]:
+    make_users(iam, ["alice", "bob", "carol", "dave"])
+    return {"p1": make_policy(iam, "p1"), "p2": make_policy(iam, "p2")}
+
+
+def members(iam: IAMClient, name: str) -> Any:
+    group = snapshot(iam, name)
+    return None if group is None else group["members"]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+# == co-ownership: an adoption does not end the previous owner's claim ==========================
+
+
+def test_deleting_the_old_stack_after_another_stack_adopted_its_group_keeps_the_group(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    """The migration an operator does: a new stack adopts the group, then the old stack goes.
+
+    SPEC: "Delete acts ... only when the registry says this resource owns that group ... a
+    second stack's Delete touches nothing"; "No co-ownership". Once S2 took the group over, S1
+    must not own it any more: its Delete must leave S2's group alone.
+    """
+    old = Stack(controller_sender(iam, registry))
+    assert old.create({"Users": "alice"}).ok
+    new = Stack(controller_sender(iam, registry), stack=OTHER_STACK)
+    assert new.create({"Users": "alice,bob", "AdoptExistingGroup": "true"}).ok
+    adopted = snapshot(iam, "Jets")
+    assert old.delete().ok  # the old stack is deleted: its resource gets Delete("Jets")
+    assert snapshot(iam, "Jets") == adopted
+
+
+def test_deleting_a_legacy_stack_after_another_stack_adopted_its_group_keeps_the_group(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    """The same with a resource created before the registry existed (no record at all): the
+    legacy rule "it owns what its properties declare" ignores that another resource adopted the
+    group since."""
+    iam.create_group(GroupName="Jets")  # what the previous version made for stack S1
+    iam.add_user_to_group(GroupName="Jets", UserName="alice")
+    iam.put_group_policy(
+        GroupName="Jets", PolicyName="JetsPolicy", PolicyDocument=json.dumps(HANDMADE)
+    )
+    new = Stack(controller_sender(iam, registry), stack=OTHER_STACK)
+    assert new.create({"Users": "alice,bob", "AdoptExistingGroup": "true"}).ok
+    adopted = snapshot(iam, "Jets")
+    send = controller_sender(iam, registry)
+    assert send(event("Delete", {"Users": "alice"}, "Jets")).ok  # legacy S1's stack deleted
+    assert snapshot(iam, "Jets") == adopted
+
+
+def test_cleanup_delete_of_a_renamed_group_that_a_sibling_adopted_in_the_same_deploy(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    """One deploy moves the name: resource A renames Jets -> JetsOld-free name, resource B (new in
+    the template) adopts Jets. CloudFormation then sends A's cleanup Delete("Jets").
+
+    SPEC: "the cleanup Delete of an old name that another resource now uses ... touches nothing".
+    """
+    send = controller_sender(iam, registry)
+    a_props = {"Users": "alice"}
+    assert send(event("Create", a_props, logical_id="A")).ok
+    renamed = {"Users": "alice", "GroupName": "JetsA"}
+    assert send(event("Update", renamed, "Jets", a_props, logical_id="A")).ok
+    b_props = {"Users": "bob", "AdoptExistingGroup": "true"}
+    assert send(event("Create", b_props, logical_id="B")).ok
+    b_group = snapshot(iam, "Jets")
+    assert b_group is not None
+    assert b_group["members"] == {"bob"}
+    assert send(event("Delete", a_props, "Jets", logical_id="A")).ok  # A's cleanup
+    assert snapshot(iam, "Jets") == b_group
+
+
+def test_renaming_the_logical_id_and_following_the_reason_keeps_the_group(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    """The most common refactor: the template's logical id changes (JetsDeployGroup ->
+    DeployGroup), same properties. CloudFormation creates the new resource, then deletes the old
+    one in its cleanup. The Create fails with "set AdoptExistingGroup true to take it over"; the
+    operator does exactly that and deploys again: the cleanup Delete of the old logical id then
+    deletes the group the new resource just took over.
+
+    SPEC: "No co-ownership"; Delete acts "only when the registry says this resource owns that
+    group"; the cleanup Delete "of an old name that another resource now uses ... touches
+    nothing".
+    """
+    send = controller_sender(iam, registry)
+    props = {"Users": "alice,bob"}
+    assert send(event("Create", props, logical_id="JetsDeployGroup")).ok
+    first = send(event("Create", props, logical_id="DeployGroup"))
+    assert not first.ok
+    assert "AdoptExistingGroup" in first.reason
+    adopting = {**props, "AdoptExistingGroup": "true"}
+    assert send(event("Create", adopting, logical_id="DeployGroup")).ok
+    group = snapshot(iam, "Jets")
+    assert send(event("Delete", props, "Jets", logical_id="JetsDeployGroup")).ok  # cleanup
+    assert snapshot(iam, "Jets") == group
+
+
+# == a concurrent Create by another stack is taken for our own lost response ====================
+
+
+def test_two_stacks_creating_the_same_group_at_once_never_both_own_it(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    """A pipeline deploys the same samconfig to two regions at once (IAM is global). S1's
+    CreateGroup lands between S2's pre-flight (name free) and S2's CreateGroup; S1 has not added
+    its members yet. S2's CreateGroup is answered EntityAlreadyExists on its *first* attempt,
+    which cannot be its own lost response.
+
+    SPEC: "A Create that finds the group already there fails unless AdoptExistingGroup is true
+    ... a second stack ... must never silently co-own a group."
+    """
+    s1_paused, s1_go = threading.Event(), threading.Event()
+    results: dict[str, Any] = {}
+
+    def pause_s1() -> None:  # S1 is between its CreateGroup and its AddUserToGroup
+        s1_paused.set()
+        s1_go.wait(30)
+
+    s1_done = threading.Event()
+
+    def run_s1() -> None:
+        results["s1"] = controller_sender(iam, registry)(event("Create", {"Users": "alice"}))
+        s1_done.set()
+
+    def s1_creates_first() -> None:  # runs just before S2's CreateGroup reaches IAM
+        strict.before_write("AddUserToGroup", pause_s1)
+        threading.Thread(target=run_s1, daemon=True).start()
+        for _ in range(300):  # S1 either got as far as its members, or was refused
+            if s1_done.is_set():
+                s1_go.set()  # refused: S1's pause hook, left armed, must not hold S2 up
+            if s1_paused.is_set() or s1_done.is_set():
+                return
+            threading.Event().wait(0.1)
+
+    strict.before_write("CreateGroup", s1_creates_first)
+    s2 = controller_sender(iam, registry)(event("Create", {"Users": "bob"}, stack=OTHER_STACK))
+    s1_go.set()
+    for _ in range(300):
+        if "s1" in results:
+            break
+        threading.Event().wait(0.1)
+    # S2 claimed the name before its CreateGroup: S1, arriving in between, is refused before any
+    # IAM write (the claim is pending), and only S2 owns the group.
+    assert s2.ok, s2.reason
+    assert not results["s1"].ok
+    assert "is creating this group right now" in results["s1"].reason
+    s1_rollback = event("Delete", {"Users": "alice"}, results["s1"].physical_id)
+    assert controller_sender(iam, registry)(s1_rollback).ok
+    assert members(iam, "Jets") == {"bob"}
+
+
+# == a rename with Exclusive false onto the name of a foreign inline policy =====================
+
+
+def test_rename_with_a_policy_name_of_a_foreign_policy_keeps_it_foreign_and_restorable(
+    iam: IAMClient, stack: Stack, world: dict[str, str]
+) -> None:
+    """Exclusive false; the adopted group has a hand-made inline policy "Deploy". One Update
+    renames the group and declares PolicyName "Deploy". In place, the resource would record that
+    it overwrote a foreign document (and put it back later). Through a rename it must too.
+
+    SPEC: "false: the resource only ever removes what it added itself; whatever was on the group
+    before the resource declared it stays"; Delete: "a foreign policy document the resource
+    overwrote is put back"; never leave a group holding the resource's own grant after Delete.
+    """
+    iam.create_group(GroupName="Jets")
+    iam.add_user_to_group(GroupName="Jets", UserName="dave")  # foreign member
+    iam.put_group_policy(GroupName="Jets", PolicyName="Deploy", PolicyDocument=json.dumps(HANDMADE))
+    base = {"Users": "alice", "Exclusive": "false", "AdoptExistingGroup": "true"}
+    assert stack.create(base).ok
+    renamed = {**base, "GroupName": "JetsNew", "PolicyName": "Deploy"}
+    assert stack.update(renamed).ok  # then the cleanup Delete of "Jets"
+    assert snapshot(iam, "Jets") is None
+    assert stack.delete().ok
+    kept = snapshot(iam, "JetsNew")
+    assert kept is not None  # dave (foreign) stays, so the group is kept
+    assert kept["members"] == {"dave"}
+    # The resource's own grant (apigateway:* ... iam:* ...) must not stay on dave's group, and
+    # the hand-made document must be back.
+
+    # and the hand-made document is lost for good (not even kept as an original).
+    assert kept["policies"] == {"Deploy": _canonical(HANDMADE)}
+
+
+def _canonical(document: dict[str, Any]) -> Any:
+    from jets_deploy_iam import policy
+
+    return policy.canonical(document)
+
+
+# == a CreateGroup that landed, whose answer was lost, and whose retries then failed ==============
+
+
+def test_a_create_whose_create_group_landed_but_whose_retries_failed_leaves_no_orphan(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    """The first CreateGroup lands and its answer is lost; botocore's retries are throttled
+    until they give up (an IAM brown-out). The Create fails believing it never created a group,
+    answers the placeholder, and CloudFormation's rollback Delete (placeholder) touches nothing:
+    an empty group "Jets" is left behind, unregistered, and the next deploy's Create fails on
+    it ("set AdoptExistingGroup").
+
+    SPEC: "As soon as the group exists the physical id is its name, so the rollback Delete
+    removes what was created; a Create that never created a group reports a placeholder id."
+    """
+    strict.lose_answer("CreateGroup", how="connection")
+    strict.inject("CreateGroup", "Throttling", skip=1, times=50)
+    stack = Stack(controller_sender(iam, registry))
+    response = stack.create({"Users": "alice"})  # FAILED, then the rollback Delete
+    assert not response.ok
+    strict.clear_faults()
+    assert snapshot(iam, "Jets") is None, response
+    assert stack.create({"Users": "alice"}).ok  # the next deploy
+
+
+# == CloudFormation does not retry a failed cleanup Delete =======================================
+
+
+def test_a_failed_cleanup_delete_of_the_old_name_does_not_leave_its_members_their_rights(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    """After a rename, CloudFormation's cleanup Delete of the old name fails (IAM brown-out).
+    CloudFormation does not retry cleanup failures: the stack still ends UPDATE_COMPLETE and the
+    old group is simply never deleted. Nothing in the function ever finishes it, so the old
+    group keeps every member with the full deploy policy — a later revocation on the new group
+    (bob) leaves bob those rights through the old one.
+
+    SPEC: "CloudFormation then sends Delete for the old name in its cleanup"; "a user being
+    revoked never holds the new rights" / "a later revocation must never be silently skipped".
+    """
+    send = controller_sender(iam, registry)
+    a = {"Users": "alice,bob"}
+    assert send(event("Create", a)).ok
+    renamed = {**a, "GroupName": "JetsNew"}
+    assert send(event("Update", renamed, "Jets", a)).ok
+    strict.inject("RemoveUserFromGroup", "ServiceFailure", times=10_000)
+    for _attempt in range(3):  # CloudFormation tries three times, then drops it from the stack
+        assert not send(event("Delete", a, "Jets")).ok
+    strict.clear_faults()
+    revoked = {**renamed, "Users": "alice"}
+    assert send(event("Update", revoked, "JetsNew", renamed)).ok  # bob revoked, days later
+    holding = [g for g in ("Jets", "JetsNew") if "bob" in (members(iam, g) or ())]
+    assert holding == []
+
+
+# == a stack rollback right after a successful adoption ==========================================
+
+
+def test_a_stack_rollback_after_an_adoption_gives_the_group_back(
+    iam: IAMClient, stack: Stack, world: dict[str, str]
+) -> None:
+    """The first `sam deploy` on an account that has the Jets docs' hand-made group, with
+    AdoptExistingGroup true (Exclusive defaults to true). The adoption succeeds; another
+    resource of the stack then fails (e.g. its log group already exists), and CloudFormation's
+    rollback sends Delete("Jets"). The group was not created by this stack.
+
+    SPEC: "Rollbacks restore exactly"; "Adoption hand-back on every kind of failure"; a Create's
+    "rollback Delete removes what was created". An exclusive Delete of an adopted group is
+    fine when the operator deletes the stack; as the rollback of the adoption, it destroys a
+    group (and its members' access) that existed before the deploy.
+    """
+    iam.create_group(GroupName="Jets")
+    for user in ("bob", "carol"):
+        iam.add_user_to_group(GroupName="Jets", UserName=user)
+    iam.put_group_policy(
+        GroupName="Jets", PolicyName="Handmade", PolicyDocument=json.dumps(HANDMADE)
+    )
+    before = snapshot(iam, "Jets")
+    props = {"Users": "alice,bob", "AdoptExistingGroup": "true"}
+    assert stack.create(props).ok
+    assert stack.send(event("Delete", props, "Jets")).ok  # the stack creation rolls back
+    assert snapshot(iam, "Jets") == before
+
+
+# == an operator's revert deploy has the shape of a rollback =====================================
+
+
+def test_a_revert_deploy_days_later_still_corrects_drift_on_an_exclusive_group(
+    iam: IAMClient, stack: Stack, world: dict[str, str]
+) -> None:
+    """A -> B succeeds. Days later someone hand-adds dave and an inline "Backdoor" (iam:*). The
+    operator reverts the template: B -> A. That Update has exactly the shape of CloudFormation's
+    rollback (same physical id, properties swapped), so it is served from B's undo record, which
+    only touches what B touched.
+
+    SPEC: "Exclusive true: members, attachments and inline policies are exactly what is
+    declared; anything else found on the group is removed on every Create/Update (drift is
+    corrected)."
+    """
+    a = {"Users": "alice"}
+    b = {"Users": "alice,carol"}
+    assert stack.create(a).ok
+    assert stack.update(b).ok
+    iam.add_user_to_group(GroupName="Jets", UserName="dave")
+    iam.put_group_policy(
+        GroupName="Jets", PolicyName="Backdoor", PolicyDocument=json.dumps(BACKDOOR)
+    )
+    assert stack.update(a).ok  # the operator's revert
+    group = snapshot(iam, "Jets")
+    assert group is not None
+    assert group["members"] == {"alice"}
+    assert set(group["policies"]) == {"JetsPolicy"}  # and Backdoor (iam:*) stays
+
+
+def test_a_redeploy_after_a_stack_rollback_recreates_a_group_deleted_meanwhile(
+    iam: IAMClient, stack: Stack, world: dict[str, str]
+) -> None:
+    """A -> B; another resource fails, the stack rolls back (B -> A). While the operator fixes
+    the other resource, someone deletes the group by hand. The redeploy sends A -> B again: the
+    swap of the rollback's own undo record, so it is served as "the rollback of the rollback"
+    and restores onto nothing.
+
+    SPEC: Update "reads the group, computes the difference"; a group deleted by hand is created
+    again; "Always answer CloudFormation ... with" the truth: SUCCESS must mean the group exists
+    with GroupId and Arn for Fn::GetAtt.
+    """
+    a = {"Users": "alice"}
+    b = {"Users": "alice,carol"}
+    assert stack.create(a).ok
+    assert stack.update(b, stack_rolls_back=True).ok
+    assert members(iam, "Jets") == {"alice"}
+    iam.remove_user_from_group(GroupName="Jets", UserName="alice")
+    iam.delete_group_policy(GroupName="Jets", PolicyName="JetsPolicy")
+    iam.delete_group(GroupName="Jets")
+    response = stack.update(b)
+    assert response.ok
+    assert members(iam, "Jets") == {"alice", "carol"}
+    assert response.data.get("GroupId")
+
+
+def test_switching_exclusive_back_on_removes_what_was_added_by_hand(
+    iam: IAMClient, stack: Stack, world: dict[str, str]
+) -> None:
+    """The most ordinary revert: Exclusive true -> false (a trial), dave is added by hand, then
+    Exclusive back to true. That last Update is the swap of the previous one, so it is served as
+    a rollback, which touches nothing the previous Update did not touch.
+
+    SPEC: "Exclusive true: ... anything else found on the group is removed on every
+    Create/Update"; README: the switch false -> true "removes foreign content".
+    """
+    exclusive = {"Users": "carol"}
+    assert stack.create(exclusive).ok
+    assert stack.update({**exclusive, "Exclusive": "false"}).ok
+    iam.add_user_to_group(GroupName="Jets", UserName="dave")
+    assert stack.update(exclusive).ok
+    assert members(iam, "Jets") == {"carol"}
+
+
+# == the drift correction and a CloudFormation request race on the record =======================
+
+
+def test_a_drift_correction_racing_a_deploy_never_drops_what_the_deploy_owns(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    """The drift check (``jets-deploy-iam drift --correct``, or a schedule) starts correcting;
+    while its IAM writes run, a deploy's Update runs start to finish (it adds carol). The check
+    then records its outcome: ``Registry.change`` loses the race, re-reads and re-applies its
+    edit, which replaces the whole group entry with the one the check read before the deploy.
+
+    SPEC: the record holds "which members ... this resource added itself"; "a later revocation
+    must never be silently skipped". (store.py: writers "never overwrite each other blindly".)
+    """
+    send = controller_sender(iam, registry)
+    a = {"Users": "alice", "Exclusive": "false"}
+    b = {"Users": "alice,carol", "Exclusive": "false", "Services": "s3"}
+    assert send(event("Create", a)).ok
+    iam.remove_user_from_group(GroupName="Jets", UserName="alice")  # drift to correct
+
+    def the_deploy_runs() -> None:
+        assert send(event("Update", b, "Jets", a)).ok
+
+    strict.before_write("AddUserToGroup", the_deploy_runs)
+    fixed = Controller(iam, registry).check_drift(ResourceKey(STACK, "JetsDeployGroup"), ENV, True)
+    assert fixed.corrected == 1
+    assert members(iam, "Jets") == {"alice", "carol"}
+    # The next deploy takes carol back.
+    c = {"Users": "alice", "Exclusive": "false", "Services": "s3"}
+    assert send(event("Update", c, "Jets", b)).ok
+    assert members(iam, "Jets") == {"alice"}
+
+
+# == a rollback whose properties this version cannot parse =======================================
+
+
+def test_a_rollback_restores_from_the_undo_record_even_if_its_properties_do_not_parse(
+    iam: IAMClient, stack: Stack, world: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SAM stack updates the function (new code) and its Custom::JetsDeployGroup in one
+    deploy; a later resource fails, so the custom resource's rollback Update (props swapped) is
+    served by the *new* code, which rejects a property of A (here: a property it dropped).
+    The undo record needs no parsing; the rollback must still restore.
+
+    SPEC: "Rollbacks restore exactly ... from the undo record."
+    """
+    from jets_deploy_iam import spec
+
+    a = {"Users": "alice,bob", "DriftAction": "report"}
+    assert stack.create(a).ok
+    before = snapshot(iam, "Jets")
+    b = {"Users": "alice"}  # bob revoked
+    monkeypatch.setattr(spec, "KNOWN_PROPERTIES", spec.KNOWN_PROPERTIES - {"DriftAction"})
+    old, physical = stack.props, stack.physical_id
+    send = stack.send
+    assert send(event("Update", b, physical, old)).ok  # A's props no longer parse: still fine
+    back = send(event("Update", old, physical, b))  # CloudFormation's rollback
+    assert back.ok, back.reason
+    assert snapshot(iam, "Jets") == before
+
+
+def test_continue_rollback_after_an_unparseable_rollback_still_has_the_undo_record(
+    iam: IAMClient, stack: Stack, world: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Follow-on of the previous, where it loses foreign content: A (Exclusive false, adopted
+    group with hand-made members and policy) -> B (Exclusive true) removes the foreign content.
+    The rollback fails on A's properties and overwrites B's undo record with an empty one; once
+    the function is fixed, ContinueUpdateRollback re-sends the same rollback Update (new
+    RequestId): there is nothing left to restore bob, carol, Handmade and p1 from.
+
+    SPEC: "Rollbacks restore exactly ... foreign content included — from the undo record."
+    """
+    from jets_deploy_iam import spec
+
+    iam.create_group(GroupName="Jets")
+    for user in ("bob", "carol"):
+        iam.add_user_to_group(GroupName="Jets", UserName=user)
+    iam.put_group_policy(
+        GroupName="Jets", PolicyName="Handmade", PolicyDocument=json.dumps(HANDMADE)
+    )
+    iam.attach_group_policy(GroupName="Jets", PolicyArn=world["p1"])
+    a = {"Users": "alice", "Exclusive": "false", "AdoptExistingGroup": "true",
+         "DriftAction": "report"}  # fmt: skip
+    assert stack.create(a).ok
+    before = snapshot(iam, "Jets")
+    b = {"Users": "alice", "Exclusive": "true", "AdoptExistingGroup": "true"}
+    send, physical = stack.send, stack.physical_id
+    assert send(event("Update", b, physical, a)).ok  # foreign content removed
+    with monkeypatch.context() as patch:  # the new code rejects a property of A
+        patch.setattr(spec, "KNOWN_PROPERTIES", spec.KNOWN_PROPERTIES - {"DriftAction"})
+        assert send(event("Update", a, physical, b)).ok  # served from the undo record anyway
+    assert snapshot(iam, "Jets") == before
+    # Had it failed, ContinueUpdateRollback would re-send it: delivered again, it changes nothing.
+    assert send(event("Update", a, physical, b)).ok
+    assert snapshot(iam, "Jets") == before
+
+
+# == a legacy resource whose old properties do not parse ========================================
+
+
+def test_legacy_non_exclusive_update_with_unparseable_old_properties_still_revokes(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    """Issue 9 #3's last sentence, on the legacy path: a group made by the previous version
+    (no registry record), Exclusive false, bob declared. This version rejects something in the
+    old properties. The Update undeclares bob.
+
+    SPEC: "a later revocation must never be silently skipped."
+    """
+    iam.create_group(GroupName="Jets")
+    for user in ("alice", "bob"):
+        iam.add_user_to_group(GroupName="Jets", UserName=user)
+    old = {"Users": "alice,bob", "Exclusive": "false", "FutureProperty": "x"}
+    new = {"Users": "alice", "Exclusive": "false"}
+    response = controller_sender(iam, registry)(event("Update", new, "Jets", old))
+    assert response.ok
+    assert members(iam, "Jets") == {"alice"}
+
+
+def test_legacy_non_exclusive_delete_with_unparseable_properties_keeps_foreign_content(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    """Issue 9 #10 on the legacy path: Exclusive false, a hand-added member and inline policy;
+    the Delete's properties do not parse in this version, so the legacy record defaults to
+    exclusive and the Delete empties and deletes the whole group."""
+    iam.create_group(GroupName="Jets")
+    for user in ("alice", "dave"):
+        iam.add_user_to_group(GroupName="Jets", UserName=user)
+    iam.put_group_policy(
+        GroupName="Jets", PolicyName="Handmade", PolicyDocument=json.dumps(HANDMADE)
+    )
+    props = {"Users": "alice", "Exclusive": "false", "FutureProperty": "x"}
+    assert controller_sender(iam, registry)(event("Delete", props, "Jets")).ok
+    kept = snapshot(iam, "Jets")
+    assert kept is not None
+    assert "dave" in kept["members"]
+
+
+# == the deadline: botocore's own retries are not bounded by it =================================
+
+
+def test_no_iam_attempt_starts_after_the_deadline_under_throttling(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    """IAM throttles (shared token bucket, other callers in the account). Each attempt of
+    AddUserToGroup takes 6 s (the throttled answer plus botocore's backoff, up to 20 s in standard
+    mode; or a 15 s read timeout). botocore retries up to ``max_attempts`` (8) inside one call,
+    never asking the deadline, so one call started 30 s before Lambda's end outlives the Lambda.
+
+    SPEC: "No IAM call may outlive the remaining time: per-call timeouts and the retry budget
+    come from the deadline, so crhelper's own timer never answers."
+    """
+    send = controller_sender(iam, registry)
+    assert send(event("Create", {"Users": "alice"})).ok
+    clock = FakeClock()
+    strict.reset()
+    strict.clock = clock
+    strict.on_call = lambda action: clock.advance(6.0 if action == "AddUserToGroup" else 0.0)
+    strict.inject("AddUserToGroup", "Throttling", times=7)
+    config = ReconcileConfig(clock=clock, sleep=clock.advance)
+    margin = config.deadline_margin  # Lambda ends this long after the work deadline
+    work = Deadline(at=1.0, clock=clock)
+    undo = Deadline(at=1.0 + margin - config.undo_margin, clock=clock)
+    controller = Controller(iam, registry, config, work, undo)
+    request = parse_request(
+        event("Update", {"Users": "alice,bob"}, "Jets", {"Users": "alice"}), ENV
+    )
+    controller.handle(request)
+    late = [c for c in strict.calls if c.at >= work.at]
+
+    # after Lambda's own timeout (work.at + 30 s): crhelper's timer answers meanwhile.
+    assert late == [], [(c.action, c.at) for c in late]
+
+
+# == the registry write after the IAM writes fails: the write-ahead record must be safe ==========
+
+
+def _fail_save(registry: DynamoDBRegistry, monkeypatch: pytest.MonkeyPatch, nth: int) -> None:
+    """From now on, the ``nth`` registry write fails (DynamoDB throttled / unreachable)."""
+    from jets_deploy_iam.exceptions import RegistryError
+
+    original = registry._write
+    count = {"n": 0}
+
+    def write(record: Any, version: int, claims: Any) -> None:
+        count["n"] += 1
+        if count["n"] == nth:
+            raise RegistryError("the registry table cannot be written: throttled")
+        original(record, version, claims)
+
+    monkeypatch.setattr(registry, "_write", write)
+
+
+def test_a_rollback_whose_outcome_is_not_recorded_never_makes_foreign_content_owned(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """A (Exclusive false, adopted hand-made group) -> B (Exclusive true) removes the foreign
+    content; the stack rolls back and the rollback puts it back. The rollback's write-ahead
+    claims everything it re-adds as *owned*; its final registry write fails (the answer, SUCCESS,
+    stands). The next ordinary deploy (A, another service) then removes all of it.
+
+    SPEC: Exclusive false "only ever removes what it added itself; whatever was on the group
+    before the resource declared it stays".
+    """
+    iam.create_group(GroupName="Jets")
+    for user in ("bob", "carol"):
+        iam.add_user_to_group(GroupName="Jets", UserName=user)
+    iam.put_group_policy(
+        GroupName="Jets", PolicyName="Handmade", PolicyDocument=json.dumps(HANDMADE)
+    )
+    iam.attach_group_policy(GroupName="Jets", PolicyArn=world["p1"])
+    send = controller_sender(iam, registry)
+    a = {"Users": "alice", "Exclusive": "false", "AdoptExistingGroup": "true"}
+    b = {**a, "Exclusive": "true"}
+    assert send(event("Create", a)).ok
+    before = snapshot(iam, "Jets")
+    assert send(event("Update", b, "Jets", a)).ok
+    _fail_save(registry, monkeypatch, nth=2)  # the rollback's write-ahead lands, its outcome not
+    assert send(event("Update", a, "Jets", b)).ok  # CloudFormation's rollback
+    assert snapshot(iam, "Jets") == before
+    monkeypatch.undo()
+    a2 = {**a, "Services": "s3,lambda"}
+    assert send(event("Update", a2, "Jets", a)).ok  # the next deploy
+    group = snapshot(iam, "Jets")
+    assert group is not None
+
+    assert group["members"] == {"alice", "bob", "carol"}
+    assert set(group["policies"]) == {"JetsPolicy", "Handmade"}
+    assert group["attached"] == {world["p1"]}
+
+
+def test_a_rename_whose_outcome_is_not_recorded_is_still_cleaned_up(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Exclusive false, dave hand-added. The rename's IAM writes succeed, its final registry
+    write fails (SUCCESS stands). The write-ahead recorded the new group's pair but not the old
+    group's, so CloudFormation's cleanup Delete of the old name treats it as a lone non-exclusive
+    group with foreign content and keeps it: dave is now in two groups holding the old one's
+    remaining content, and the record says the resource has no group at all.
+
+    SPEC: "the cleanup Delete of the old name and the rollback Delete of the new name delete that
+    group entirely."
+    """
+    send = controller_sender(iam, registry)
+    a = {"Users": "alice", "Exclusive": "false"}
+    assert send(event("Create", a)).ok
+    iam.add_user_to_group(GroupName="Jets", UserName="dave")
+    renamed = {**a, "GroupName": "JetsNew"}
+    _fail_save(registry, monkeypatch, nth=2)  # write-ahead ok, outcome lost
+    assert send(event("Update", renamed, "Jets", a)).ok
+    monkeypatch.undo()
+    assert send(event("Delete", a, "Jets")).ok  # CloudFormation's cleanup
+    assert snapshot(iam, "Jets") is None
+    drift = Controller(iam, registry).check_drift(ResourceKey(STACK, "JetsDeployGroup"), ENV)
+    assert drift.group == "JetsNew", drift.note
+
+
+# == protocol: an answerable event is dropped ====================================================
+
+
+@pytest.mark.parametrize("physical", [None, 42, ""])
+def test_an_update_with_an_odd_physical_id_is_answered_not_dropped(
+    strict: StrictIam, receiver: Any, world: dict[str, str], physical: Any
+) -> None:
+    """An Update whose PhysicalResourceId is missing, not a string or empty still carries a
+    ResponseURL, RequestId, StackId and LogicalResourceId: it can be answered (FAILED, naming
+    the problem). Dropping it leaves CloudFormation waiting for the whole ServiceTimeout (one
+    hour by default) before it fails the resource.
+
+    SPEC: "Always answer CloudFormation, once"; only an event without ResponseURL, RequestType,
+    RequestId, StackId or LogicalResourceId is dropped.
+    """
+    from jets_deploy_iam import handler
+    from jets_deploy_iam_cli.local.context import FakeLambdaContext
+
+    crafted = event("Update", {"Users": "alice"}, "Jets", {"Users": "alice"})
+    if physical is None:
+        del crafted["PhysicalResourceId"]
+    else:
+        crafted["PhysicalResourceId"] = physical
+    crafted["ResponseURL"] = receiver.url(crafted["RequestId"])
+    import os
+
+    os.environ["SSL_CERT_FILE"] = str(receiver.cafile)
+    handler._clients.cache_clear()
+    handler.lambda_handler(crafted, FakeLambdaContext(timeout_seconds=300.0))
+    answer = receiver.take(crafted["RequestId"], timeout=2)
+    assert answer["Status"] == "FAILED"
+    assert strict.writes == []
+
+
+# == what held (these pass) ======================================================================
+
+
+def test_held_rename_rollback_then_the_same_rename_again_then_cleanup_twice(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    send = controller_sender(iam, registry)
+    a = {"Users": "alice", "Exclusive": "false"}
+    assert send(event("Create", a)).ok
+    iam.add_user_to_group(GroupName="Jets", UserName="dave")
+    before = snapshot(iam, "Jets")
+    renamed = {**a, "GroupName": "JetsNew", "Users": "alice,bob"}
+    assert send(event("Update", renamed, "Jets", a)).physical_id == "JetsNew"
+    assert send(event("Delete", renamed, "JetsNew")).ok  # the stack rolled back
+    assert snapshot(iam, "Jets") == before
+    assert snapshot(iam, "JetsNew") is None
+    assert send(event("Update", renamed, "Jets", a)).physical_id == "JetsNew"  # next deploy
+    cleanup = event("Delete", a, "Jets")
+    assert send(cleanup).ok
+    assert send(cleanup).ok  # the same request delivered again
+    assert send(event("Delete", a, "Jets")).ok  # and another Delete of the old name
+    assert snapshot(iam, "Jets") is None
+    assert members(iam, "JetsNew") == {"alice", "bob", "dave"}
+    assert send(event("Delete", renamed, "JetsNew")).ok
+    assert members(iam, "JetsNew") == {"dave"}  # the foreign member is kept with its group
+
+
+def test_held_rename_when_the_old_group_was_deleted_by_hand(
+    iam: IAMClient, stack: Stack, world: dict[str, str]
+) -> None:
+    assert stack.create({"Users": "alice"}).ok
+    iam.remove_user_from_group(GroupName="Jets", UserName="alice")
+    iam.delete_group_policy(GroupName="Jets", PolicyName="JetsPolicy")
+    iam.delete_group(GroupName="Jets")
+    assert stack.update({"Users": "alice", "GroupName": "JetsNew"}).ok  # + cleanup Delete
+    assert members(iam, "JetsNew") == {"alice"}
+    assert stack.delete().ok
+    assert snapshot(iam, "JetsNew") is None
+
+
+def test_held_two_resources_of_one_stack_declaring_the_same_group_name(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    first = Stack(controller_sender(iam, registry), logical_id="First")
+    second = Stack(controller_sender(iam, registry), logical_id="Second")
+    assert first.create({"Users": "alice"}).ok
+    before = snapshot(iam, "Jets")
+    assert not second.create({"Users": "bob"}).ok  # and its rollback Delete
+    assert snapshot(iam, "Jets") == before
+    # renaming onto a sibling's group fails in pre-flight and writes nothing
+    other = Stack(controller_sender(iam, registry), logical_id="Other")
+    assert other.create({"Users": "bob", "GroupName": "Other"}).ok
+    assert not first.update({"Users": "alice", "GroupName": "Other"}).ok
+    assert snapshot(iam, "Jets") == before
+    assert members(iam, "Other") == {"bob"}
+
+
+def test_held_continue_rollback_after_a_rollback_that_failed_in_iam(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    """UPDATE_ROLLBACK_FAILED (IAM failing during the restore), then ContinueUpdateRollback
+    re-sends the rollback Update with a new RequestId: it restores exactly, and the foreign
+    content it put back is not owned afterwards."""
+    iam.create_group(GroupName="Jets")
+    for user in ("bob", "carol"):
+        iam.add_user_to_group(GroupName="Jets", UserName=user)
+    iam.put_group_policy(
+        GroupName="Jets", PolicyName="Handmade", PolicyDocument=json.dumps(HANDMADE)
+    )
+    send = controller_sender(iam, registry)
+    a = {"Users": "alice", "Exclusive": "false", "AdoptExistingGroup": "true"}
+    b = {**a, "Exclusive": "true"}
+    assert send(event("Create", a)).ok
+    before = snapshot(iam, "Jets")
+    assert send(event("Update", b, "Jets", a)).ok
+    strict.inject("AddUserToGroup", "ServiceFailure", skip=1, times=1000)
+    assert not send(event("Update", a, "Jets", b)).ok
+    strict.clear_faults()
+    assert send(event("Update", a, "Jets", b)).ok  # ContinueUpdateRollback
+    assert snapshot(iam, "Jets") == before
+    assert send(event("Update", {**a, "Services": "s3"}, "Jets", a)).ok
+    assert members(iam, "Jets") == {"alice", "bob", "carol"}
+    assert send(event("Delete", {**a, "Services": "s3"}, "Jets")).ok
+    assert members(iam, "Jets") == {"bob", "carol"}
+
+
+def test_held_non_exclusive_ownership_switches_and_hand_edits(
+    iam: IAMClient, stack: Stack, world: dict[str, str]
+) -> None:
+    iam.create_group(GroupName="Jets")
+    iam.add_user_to_group(GroupName="Jets", UserName="bob")  # by hand
+    base = {"Users": "alice", "Exclusive": "false", "AdoptExistingGroup": "true"}
+    assert stack.create(base).ok
+    assert stack.update({**base, "Users": "alice,bob"}).ok  # declares the hand-made member
+    assert stack.update(base).ok  # undeclares it: it stays
+    assert members(iam, "Jets") == {"alice", "bob"}
+    iam.remove_user_from_group(GroupName="Jets", UserName="alice")  # removed by hand
+    assert stack.update({**base, "Users": "alice,carol"}).ok  # re-declared: added back
+    assert stack.update({**base, "Users": ""}).ok
+    assert members(iam, "Jets") == {"bob"}  # alice and carol were added by the resource
+    assert stack.update({**base, "Users": "carol", "Exclusive": "true"}).ok
+    assert members(iam, "Jets") == {"carol"}
+    iam.add_user_to_group(GroupName="Jets", UserName="dave")
+    assert stack.update({**base, "Users": "carol"}).ok  # back to non-exclusive: dave stays
+    assert members(iam, "Jets") == {"carol", "dave"}
+    # (switching Exclusive on again right now is the revert-shaped Update: see
+    # test_switching_exclusive_back_on_removes_what_was_added_by_hand)
+
+
+class Crash(BaseException):
+    """The function dies (Lambda killed, out of memory): nothing after this point runs."""
+
+
+def test_held_crash_half_way_then_the_rollback_update_restores_and_revokes(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    """The write-ahead landed, bob was removed and carol added, then the function died. No
+    answer: CloudFormation fails the Update after its timeout and sends the rollback Update."""
+    send = controller_sender(iam, registry)
+    a = {"Users": "alice,bob", "Exclusive": "false"}
+    b = {"Users": "alice,carol", "Exclusive": "false", "ManagedPolicyArns": world["p1"]}
+    assert send(event("Create", a)).ok
+    before = snapshot(iam, "Jets")
+
+    def die() -> None:
+        raise Crash
+
+    strict.before_write("AttachGroupPolicy", lambda: None)
+    strict.before_write("AddUserToGroup", lambda: strict.before_write("AddUserToGroup", die))
+    with pytest.raises(Crash):
+        send(event("Update", {**b, "Users": "alice,carol,dave"}, "Jets", a))
+    assert "carol" in members(iam, "Jets") or "dave" in members(iam, "Jets")
+    assert send(event("Update", a, "Jets", {**b, "Users": "alice,carol,dave"})).ok
+    assert snapshot(iam, "Jets") == before
+
+
+def test_held_deadline_during_the_undo_then_the_rollback_finishes_it(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    send = controller_sender(iam, registry)
+    a = {"Users": "alice"}
+    assert send(event("Create", a)).ok
+    before = snapshot(iam, "Jets")
+    clock = FakeClock()
+    strict.clock = clock
+    strict.on_call = lambda action: clock.advance(1.0 if action in (
+        "AddUserToGroup", "AttachGroupPolicy", "RemoveUserFromGroup", "DetachGroupPolicy",
+        "PutGroupPolicy") else 0.0)  # fmt: skip
+    config = ReconcileConfig(clock=clock, sleep=clock.advance, max_in_flight=1)
+    new = {"Users": "alice,bob,carol,dave", "ManagedPolicyArns": world["p1"], "Services": "s3"}
+    controller = Controller(iam, registry, config, Deadline(2.5, clock), Deadline(3.5, clock))
+    response = controller.handle(parse_request(event("Update", new, "Jets", a), ENV))
+    assert not response.ok
+    assert response.physical_id == "Jets"
+    assert "undoing its changes failed too" in response.reason
+    strict.on_call = None
+    assert send(event("Update", a, "Jets", new)).ok  # CloudFormation's rollback
+    assert snapshot(iam, "Jets") == before
+
+
+def test_held_deadline_during_a_delete_then_the_retried_delete(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    send = controller_sender(iam, registry)
+    props = {"Users": "alice,bob,carol", "ManagedPolicyArns": world["p1"]}
+    assert send(event("Create", props)).ok
+    clock = FakeClock()
+    strict.on_call = lambda action: clock.advance(1.0 if action == "RemoveUserFromGroup" else 0.0)
+    config = ReconcileConfig(clock=clock, sleep=clock.advance, max_in_flight=1)
+    controller = Controller(iam, registry, config, Deadline(1.5, clock))
+    response = controller.handle(parse_request(event("Delete", props, "Jets"), ENV))
+    assert not response.ok
+    assert response.physical_id == "Jets"
+    strict.on_call = None
+    assert send(event("Delete", props, "Jets")).ok  # DELETE_FAILED, the operator retries
+    assert snapshot(iam, "Jets") is None
+
+
+def test_held_in_place_policy_name_change_onto_a_foreign_policy_rollback_then_delete(
+    iam: IAMClient, stack: Stack, world: dict[str, str]
+) -> None:
+    iam.create_group(GroupName="Jets")
+    iam.add_user_to_group(GroupName="Jets", UserName="dave")
+    iam.put_group_policy(GroupName="Jets", PolicyName="Deploy", PolicyDocument=json.dumps(HANDMADE))
+    before = snapshot(iam, "Jets")
+    base = {"Users": "alice", "Exclusive": "false", "AdoptExistingGroup": "true"}
+    assert stack.create(base).ok
+    assert stack.update({**base, "PolicyName": "Deploy"}, stack_rolls_back=True).ok
+    assert stack.update({**base, "PolicyName": "Deploy"}).ok
+    assert stack.delete().ok
+    assert snapshot(iam, "Jets") == before
