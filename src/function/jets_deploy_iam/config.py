@@ -32,6 +32,9 @@ class ReconcileConfig:
     max_attempts: int = 8
     sleep: Callable[[float], None] = field(default=time.sleep, compare=False, repr=False)
     clock: Callable[[], float] = field(default=time.monotonic, compare=False, repr=False)
+    #: wall-clock seconds (epoch): how long a drift correction holds a registry record is
+    #: shared between invocations, so it cannot be measured on one process's monotonic clock
+    now: Callable[[], float] = field(default=time.time, compare=False, repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ReconcileConfig:

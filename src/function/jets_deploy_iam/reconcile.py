@@ -22,6 +22,7 @@ The rules (README, "Lifecycle rules"), against CloudFormation as it really behav
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -29,17 +30,25 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from jets_deploy_iam.changes import Change, CreateGroup, DeleteGroup, Plan
 from jets_deploy_iam.config import Deadline, ReconcileConfig
 from jets_deploy_iam.exceptions import (
+    CorrectionUnderWayError,
     GroupConflictError,
     IamApplyError,
     InvalidPropertiesError,
     JetsDeployIamError,
+    RegistryConflictError,
 )
 from jets_deploy_iam.iam.applier import Applier, ApplyResult
 from jets_deploy_iam.iam.preflight import preflight
 from jets_deploy_iam.iam.reader import read_group
 from jets_deploy_iam.ownership import Ownership, legacy_ownership
 from jets_deploy_iam.plan import copied_content, plan_copy, plan_delete, plan_reconcile
-from jets_deploy_iam.registry.model import GroupRecord, LastUpdate, ResourceRecord
+from jets_deploy_iam.registry.model import (
+    CORRECTION_PREFIX,
+    HOLD_SECONDS,
+    GroupRecord,
+    LastUpdate,
+    ResourceRecord,
+)
 from jets_deploy_iam.registry.store import Registry, Stored
 from jets_deploy_iam.request import Request, ResourceKey
 from jets_deploy_iam.response import Response, reason_for, shorten
@@ -54,6 +63,15 @@ logger = logging.getLogger(__name__)
 
 #: How many times a Delete re-reads and retries when someone adds to the group meanwhile.
 DELETE_ATTEMPTS = 3
+#: A drift correction starts no IAM call after this many seconds; it holds the record for
+#: ``HOLD_SECONDS`` (longer: the calls still in flight finish meanwhile).
+CORRECTION_SECONDS = 60.0
+#: A CloudFormation request waiting for a correction reads the record again this often...
+HOLD_POLL_SECONDS = 2.0
+#: ...at most this many times (the whole hold, whatever the clocks say).
+HOLD_POLLS = int(HOLD_SECONDS / HOLD_POLL_SECONDS) + 1
+#: How many times a request decides again after a correction took the record before its write.
+CORRECTION_RESTARTS = 3
 
 Edit = Callable[[ResourceRecord], ResourceRecord]
 _T = TypeVar("_T")
@@ -124,6 +142,8 @@ class Drift:
     #: changes applied to correct it (0 when only reported)
     corrected: int = 0
     note: str = ""
+    #: a request or a correction was under way: not checked this time
+    under_way: bool = False
 
     @property
     def plan(self) -> Plan:
@@ -164,25 +184,54 @@ class Controller:
             request.placeholder if request.kind == "Create" else str(request.physical_id)
         )
         self.hooks.on_physical_id(self.physical_id)
-        try:
-            self._stored = self.registry.load(request.key)
-        except JetsDeployIamError as error:
-            return Response.failed(self.physical_id, error)
-        replay = self.record.answer_for(request.request_id)
-        if replay is not None:
-            logger.info("repeated delivery: answered as before", extra={"status": replay.status})
-            return replay
-        try:
-            if request.kind == "Create":
-                return self._create(request)
-            if request.kind == "Update":
-                return self._update(request)
-            return self._delete(request)
-        except Exception as error:
-            _log_failure(error)
-            response = Response.failed(self.physical_id, error)
-            self._commit(request, response, _unchanged)
-            return response
+        for _attempt in range(CORRECTION_RESTARTS + 1):
+            try:
+                self._stored = self._load_unheld(request.key)
+            except JetsDeployIamError as error:
+                return Response.failed(self.physical_id, error)
+            replay = self.record.answer_for(request.request_id)
+            if replay is not None:
+                logger.info(
+                    "repeated delivery: answered as before", extra={"status": replay.status}
+                )
+                return replay
+            try:
+                return self._serve(request)
+            except CorrectionUnderWayError:
+                # Nothing was written to IAM yet: wait for the correction, then decide again
+                # from what it left (the registry and the group as they are now).
+                logger.info("a drift correction took the record first: deciding again")
+            except Exception as error:
+                _log_failure(error)
+                response = Response.failed(self.physical_id, error)
+                self._commit(request, response, _unchanged)
+                return response
+        busy = CorrectionUnderWayError(
+            "the scheduled drift check kept correcting this resource's group: deploy again"
+        )
+        return Response.failed(self.physical_id, busy)
+
+    def _serve(self, request: Request) -> Response:
+        if request.kind == "Create":
+            return self._create(request)
+        if request.kind == "Update":
+            return self._update(request)
+        return self._delete(request)
+
+    def _load_unheld(self, key: ResourceKey) -> Stored:
+        """The record, once no drift correction holds it (a bounded wait: a correction holds
+        a record for at most ``HOLD_SECONDS``)."""
+        stored = self.registry.load(key)
+        for _poll in range(HOLD_POLLS):
+            held_until = stored.record.held_until
+            if not stored.record.held(self.config.now()) or held_until is None:
+                break
+            self.deadline.check("waiting for a drift correction of this resource to finish")
+            logger.info("waiting for a drift correction of this resource to finish")
+            pause = min(HOLD_POLL_SECONDS, held_until - self.config.now())
+            self.config.sleep(max(0.0, min(pause, self.deadline.remaining())))
+            stored = self.registry.load(key)
+        return stored
 
     def preview(self, request: Request) -> Decision:
         """What ``handle`` would do, from the registry and IAM, without writing anything."""
@@ -202,7 +251,13 @@ class Controller:
 
     # -- between deploys: drift ----------------------------------------------------------------
 
-    def check_drift(self, key: ResourceKey, env: Environment, correct: bool | None = None) -> Drift:
+    def check_drift(
+        self,
+        key: ResourceKey,
+        env: Environment,
+        correct: bool | None = None,
+        stored: Stored | None = None,
+    ) -> Drift:
         """Compare a registered resource's group with the declaration last applied to it, and
         (``correct``, or the resource's own ``DriftAction: correct``) converge it now.
 
@@ -210,14 +265,42 @@ class Controller:
         properties by this version of the code: between deploys, only what was deployed is
         enforced. Foreign content of a non-exclusive resource is never touched (the plan removes
         only what the resource owns); a group deleted by hand is created again.
+
+        ``stored`` is the record as a scan of the registry returned it (no read of its own); if
+        the group has drifted, the record is read again first, so that a deploy made since the
+        scan is never mistaken for drift.
+
+        A correction holds the record while it writes to IAM (conditional writes, no retry):
+        it never starts on a record a CloudFormation request or another correction changed
+        since it was read, and CloudFormation requests wait until it is done.
         """
-        self._stored = self.registry.load(key)
+        self._stored = stored if stored is not None else self.registry.load(key)
+        drift = self._observe(key, env)
+        if stored is not None and (drift.drifted or drift.under_way):
+            fresh = self.registry.load(key)
+            if fresh.version != stored.version:
+                self._stored = fresh
+                drift = self._observe(key, env)
+        declared = drift.declared
+        if correct is None:
+            correct = declared is not None and declared.drift_action == "correct"
+        decision = drift.decision
+        if not correct or decision is None or decision.action != "correct" or not decision.plan:
+            return drift
+        return self._correct(drift, decision)
+
+    def _observe(self, key: ResourceKey, env: Environment) -> Drift:
         record = self.record
         name = record.current
         if name is None or name not in record.groups:
             return Drift(key, name or "", note="no group: the resource is deleted or never created")
-        if record.in_progress is not None:
-            return Drift(key, name, note=f"request {record.in_progress} is under way: not checked")
+        if record.under_way(self.config.now()):
+            what = (
+                "a drift correction"
+                if str(record.in_progress).startswith(CORRECTION_PREFIX)
+                else f"request {record.in_progress}"
+            )
+            return Drift(key, name, note=f"{what} is under way: not checked", under_way=True)
         entry = record.groups[name]
         declared = replace(parse_properties(entry.properties, env), policy_document=entry.document)
         actual = self._read(name)
@@ -226,21 +309,57 @@ class Controller:
             return Drift(key, name, declared, Decision("none", name, before=actual), note=note)
         plan = plan_reconcile(declared, actual, entry.ownership)
         claims = entry.ownership.claim(plan, actual)
-        record_ahead = replace(entry, ownership=claims)
-        decision = Decision("correct", name, plan, actual, entry.ownership, record=record_ahead)
-        correcting = declared.drift_action == "correct" if correct is None else correct
-        if not plan or not correcting:
-            return Drift(key, name, declared, decision)
+        # A group created again is known by its new GroupId only once IAM confirms it.
+        ahead = replace(entry, ownership=claims, group_id=entry.group_id if actual else None)
+        decision = Decision("correct", name, plan, actual, entry.ownership, record=ahead)
+        return Drift(key, name, declared, decision)
+
+    def _correct(self, drift: Drift, decision: Decision) -> Drift:
+        """Apply the drift's plan as an Update would (pre-flight, revocations first, deadline),
+        holding the record meanwhile."""
         self._preflight(decision)
-        self._stored = self.registry.change(self._stored, lambda r: r.with_group(record_ahead))
-        applier = self._applier(self.deadline)
+        stored = _required(self._stored)
+        ahead_entry = _required(decision.record)
+        marker = CORRECTION_PREFIX + str(uuid.uuid4())
+        ahead = replace(
+            stored.record.with_group(ahead_entry),
+            in_progress=marker,
+            held_until=self.config.now() + HOLD_SECONDS,
+        )
         try:
-            applier.apply(plan)
+            version = self.registry.save(ahead, stored.version)
+        except RegistryConflictError:
+            note = "the record changed while it was checked (a deploy?): not corrected this time"
+            return replace(drift, note=note)
+        self._stored = Stored(ahead, version)
+        budget = Deadline(
+            min(self.deadline.at, self.deadline.clock() + CORRECTION_SECONDS), self.deadline.clock
+        )
+        applier = self._applier(budget)
+        try:
+            applier.apply(decision.plan)
         finally:  # what was applied is recorded even if the correction stops half way
-            info = self._info(declared, actual, applier.result)
-            done = replace(_settled(record_ahead, applier.result), group_id=info.group_id or None)
-            self._stored = self.registry.change(self._stored, lambda r: r.with_group(done))
-        return Drift(key, name, declared, decision, corrected=len(applier.result.applied))
+            declared = _required(drift.declared)
+            info = self._info(declared, decision.before, applier.result)
+            done = replace(_settled(ahead_entry, applier.result), group_id=info.group_id or None)
+            self._release(done)
+        return replace(drift, corrected=len(applier.result.applied))
+
+    def _release(self, done: GroupRecord) -> None:
+        """Record a correction's outcome and let go of the record. Only over the correction's
+        own write: if the hold ran out and a CloudFormation request took the record over, that
+        request's record stands (the claims written ahead are in it) and this outcome is only
+        logged. IAM has changed either way, so nothing here raises."""
+        stored = _required(self._stored)
+        final = replace(stored.record.with_group(done), in_progress=None, held_until=None)
+        try:
+            self._stored = Stored(final, self.registry.save(final, stored.version))
+        except JetsDeployIamError:
+            logger.error(
+                "the drift correction's outcome could not be recorded",
+                extra={"group": done.name},
+                exc_info=True,
+            )
 
     # -- Create ------------------------------------------------------------------------------
 
@@ -637,9 +756,13 @@ class Controller:
 
     def _write_ahead(self, request: Request, edit: Edit) -> None:
         """Record the claims before the first IAM write (the request fails if it cannot)."""
-        self._stored = self.registry.change(
-            _required(self._stored), lambda r: replace(edit(r), in_progress=request.request_id)
-        )
+
+        def ahead(record: ResourceRecord) -> ResourceRecord:
+            if record.held(self.config.now()):  # a correction got in since the record was read
+                raise CorrectionUnderWayError("a drift correction holds the record")
+            return replace(edit(record), in_progress=request.request_id, held_until=None)
+
+        self._stored = self.registry.change(_required(self._stored), ahead)
 
     def _commit(self, request: Request, response: Response, edit: Edit) -> None:
         """Record the outcome with the answer. IAM has already changed: a registry failing now

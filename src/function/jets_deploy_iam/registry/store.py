@@ -43,6 +43,14 @@ class Stored:
     version: int
 
 
+@dataclass(frozen=True)
+class Unreadable:
+    """A record a scan found but cannot decode: reported, and the scan goes on with the rest."""
+
+    key: ResourceKey
+    reason: str
+
+
 class Registry(ABC):
     """The records of every resource this function manages."""
 
@@ -55,8 +63,10 @@ class Registry(ABC):
         """Store ``record`` if the stored version still is ``version``; the new version."""
 
     @abstractmethod
-    def scan(self) -> Iterator[Stored]:
-        """Every stored record (the scheduled drift check walks them all)."""
+    def scan(self) -> Iterator[Stored | Unreadable]:
+        """Every stored record (the scheduled drift check walks them all). One record that
+        cannot be decoded is yielded as ``Unreadable``, not raised: it must not hide the others.
+        A table that cannot be read raises ``RegistryError``."""
 
     def change(self, stored: Stored, edit: Callable[[ResourceRecord], ResourceRecord]) -> Stored:
         """Apply ``edit`` and store it; after losing a race, re-read and apply it again."""
@@ -93,9 +103,10 @@ class MemoryRegistry(Registry):
         self.items[record.key] = (encode(record), version + 1)
         return version + 1
 
-    def scan(self) -> Iterator[Stored]:
+    def scan(self) -> Iterator[Stored | Unreadable]:
         for key in list(self.items):
-            yield self.load(key)
+            body, version = self.items[key]
+            yield _decoded(key, body, version)
 
 
 class DynamoDBRegistry(Registry):
@@ -150,7 +161,7 @@ class DynamoDBRegistry(Registry):
             ) from error
         return version + 1
 
-    def scan(self) -> Iterator[Stored]:
+    def scan(self) -> Iterator[Stored | Unreadable]:
         paging: dict[str, Any] = {}
         while True:
             try:
@@ -161,7 +172,12 @@ class DynamoDBRegistry(Registry):
                 ) from error
             for item in page.get("Items", []):
                 key = ResourceKey(item[PARTITION_KEY]["S"], item[SORT_KEY]["S"])
-                yield Stored(decode(key, item["body"]["B"]), int(item["version"]["N"]))
+                try:
+                    body, version = item["body"]["B"], int(item["version"]["N"])
+                except (KeyError, ValueError) as error:
+                    yield Unreadable(key, f"the registry item of {key.logical_id} lacks {error}")
+                    continue
+                yield _decoded(key, body, version)
             if "LastEvaluatedKey" not in page:
                 return
             paging = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
@@ -196,10 +212,17 @@ def encode(record: ResourceRecord) -> bytes:
 def decode(key: ResourceKey, body: bytes) -> ResourceRecord:
     try:
         return record_of(key, json.loads(zlib.decompress(body)))
-    except (ValueError, KeyError, zlib.error) as error:
+    except (ValueError, KeyError, TypeError, AttributeError, zlib.error) as error:
         raise RegistryError(
             f"the registry record of {key.logical_id} is unreadable: {error}"
         ) from error
+
+
+def _decoded(key: ResourceKey, body: bytes, version: int) -> Stored | Unreadable:
+    try:
+        return Stored(decode(key, body), version)
+    except RegistryError as error:
+        return Unreadable(key, str(error))
 
 
 def _key(key: ResourceKey) -> dict[str, Any]:
