@@ -720,7 +720,7 @@ def test_a_correction_that_dies_after_recreating_the_group_still_owns_it(
     iam.remove_user_from_group(GroupName="Jets", UserName="alice")
     iam.delete_group_policy(GroupName="Jets", PolicyName="JetsPolicy")
     iam.delete_group(GroupName="Jets")
-    strict.fail_write(2)  # the policy after CreateGroup keeps failing...
+    strict.fail_write(2, "AccessDenied")  # the policy after CreateGroup is refused...
     save = registry.save
 
     def die_before_release(record: Any, version: int) -> int:

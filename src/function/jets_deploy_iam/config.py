@@ -19,6 +19,9 @@ class ReconcileConfig:
     max_in_flight: int = 8
     #: How long a call naming a just-created group may keep answering NoSuchEntity.
     consistency_timeout: float = 30.0
+    #: wall-clock seconds (epoch): how long a drift correction holds a registry record is
+    #: shared between invocations, so it cannot be measured on one process's monotonic clock
+    now: Callable[[], float] = field(default=time.time, compare=False, repr=False)
     backoff_initial: float = 0.25
     backoff_max: float = 4.0
     #: MaxItems for paged reads (IAM's maximum; it may still return fewer).
@@ -32,9 +35,6 @@ class ReconcileConfig:
     max_attempts: int = 8
     sleep: Callable[[float], None] = field(default=time.sleep, compare=False, repr=False)
     clock: Callable[[], float] = field(default=time.monotonic, compare=False, repr=False)
-    #: wall-clock seconds (epoch): how long a drift correction holds a registry record is
-    #: shared between invocations, so it cannot be measured on one process's monotonic clock
-    now: Callable[[], float] = field(default=time.time, compare=False, repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ReconcileConfig:
