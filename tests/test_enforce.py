@@ -592,12 +592,15 @@ def test_a_deploy_waits_for_a_correction_holding_the_record_then_decides_again(
     assert (record.in_progress, record.held_until) == (None, None)
 
 
+@pytest.mark.parametrize("kind", ["Update", "Delete"])
 def test_a_deploy_that_loses_the_record_to_a_correction_decides_again(
     iam: IAMClient, strict: StrictIam, registry: DynamoDBRegistry, world: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, kind: str,
 ) -> None:  # fmt: skip
-    """The deploy read the record before the correction took it: its write-ahead finds the
-    hold, and the deploy starts over from the registry and IAM as the correction left them."""
+    """The request read the record before the correction took it: its mark before its first IAM
+    write finds the hold, and it starts over from the registry and IAM as the correction left
+    them (an Update then revokes the alice the correction re-added; a Delete empties the group
+    the correction refilled, instead of failing on DeleteConflict)."""
     stack = Stack(controller_sender(iam, registry))
     assert stack.create({"Users": "alice,bob", "DriftAction": "correct"}).ok
     iam.remove_user_from_group(GroupName="Jets", UserName="alice")
@@ -607,7 +610,7 @@ def test_a_deploy_that_loses_the_record_to_a_correction_decides_again(
 
     def correct_first(record: Any, version: int) -> int:
         deploys = record.in_progress and not record.in_progress.startswith(CORRECTION_PREFIX)
-        if deploys and not corrected:  # the deploy's write-ahead: a correction got there first
+        if deploys and not corrected:  # the request's mark: a correction got there first
             corrected.append(Controller(iam, registry).check_drift(KEY, ENV).corrected)
             stored = registry.load(KEY)  # and it still holds the record for a moment
             held = replace(stored.record, in_progress=CORRECTION_PREFIX + "x",
@@ -616,17 +619,22 @@ def test_a_deploy_that_loses_the_record_to_a_correction_decides_again(
         return save(record, version)
 
     def later(_seconds: float) -> None:
-        now[0] += HOLD_SECONDS + 1  # the hold passes while the deploy waits
+        now[0] += HOLD_SECONDS + 1  # the hold passes while the request waits
 
     monkeypatch.setattr(registry, "save", correct_first)
     config = ReconcileConfig(sleep=later, now=lambda: now[0])
     deploying = Stack(controller_sender(iam, registry, config), physical_id="Jets",
                       props={"Users": "alice,bob", "DriftAction": "correct"})  # fmt: skip
-    assert deploying.update(
-        {"Users": "bob", "ManagedPolicyArns": world["p1"], "DriftAction": "correct"}
-    ).ok  # a change besides alice's revocation: the deploy writes ahead whatever it finds
+    if kind == "Update":
+        assert deploying.update(
+            {"Users": "bob", "ManagedPolicyArns": world["p1"], "DriftAction": "correct"}
+        ).ok  # a change besides alice's revocation: the deploy writes ahead whatever it finds
+        assert snapshot(iam, "Jets")["members"] == {"bob"}  # type: ignore[index]
+    else:
+        assert deploying.delete().ok
+        assert snapshot(iam, "Jets") is None
+        assert strict.actions().count("DeleteGroup") == 1  # no DeleteConflict to retry
     assert corrected == [1]
-    assert snapshot(iam, "Jets")["members"] == {"bob"}  # type: ignore[index]
 
 
 # -- cost ----------------------------------------------------------------------------------------

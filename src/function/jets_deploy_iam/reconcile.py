@@ -689,6 +689,10 @@ class Controller:
 
     def _delete(self, request: Request) -> Response:
         decision = self._decide_delete(request)
+        if decision.plan:
+            # Marked before the first IAM write, as Create and Update are: no drift correction
+            # starts on this resource meanwhile, and one that got in first is waited for.
+            self._write_ahead(request, _unchanged)
         applier = self._applier(self.deadline)
         for _attempt in range(DELETE_ATTEMPTS):
             if decision.note:
