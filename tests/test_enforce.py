@@ -431,7 +431,7 @@ def three(iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]) -> 
     return names
 
 
-def test_an_unreadable_record_or_an_iam_refusal_is_reported_and_the_others_are_checked(
+def test_an_unreadable_record_bad_properties_or_an_iam_refusal_fail_alone(
     iam: IAMClient, strict: StrictIam, registry: DynamoDBRegistry, three: list[str]
 ) -> None:
     registry.client.put_item(
@@ -439,14 +439,33 @@ def test_an_unreadable_record_or_an_iam_refusal_is_reported_and_the_others_are_c
         Item={"StackId": {"S": STACK}, "LogicalResourceId": {"S": "Broken"},
               "version": {"N": "3"}, "body": {"B": b"not zlib"}},
     )  # fmt: skip
-    strict.inject("GetGroup", "AccessDenied")  # the first group's read is refused
+    key = ResourceKey(STACK, "GroupC")  # deployed by a version that accepted another property
+    entry = registry.load(key).record.groups["GroupC"]
+    odd = replace(entry, properties={**entry.properties, "Userz": "mallory"})
+    registry.change(registry.load(key), lambda r: r.with_group(odd))
+    strict.inject("GetGroup", "AccessDenied")  # the first group read is refused
     reporter = Collected()
     summary = enforce.run(iam, registry, ENV, enforce.Trigger(), reporter)
-    assert (summary.failed, summary.in_sync) == (2, 2)
+    assert (summary.failed, summary.in_sync) == (3, 1)
     failures = {o.key.logical_id: o.note for o in reporter.outcomes if o.status == "failed"}
     assert "registry record of Broken is unreadable" in failures.pop("Broken")
+    assert "unknown property 'Userz'" in failures.pop("GroupC")
     [refused] = failures.values()
     assert refused.startswith("IAM refused GetGroup: AccessDenied")
+
+
+def test_a_run_whose_function_cannot_start_still_counts_a_failed_check(
+    strict: StrictIam, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("JETS_REGISTRY_TABLE")
+    capsys.readouterr()
+    with function_logs() as lines:
+        summary = scheduled()
+    assert (summary["failed"], summary["complete"]) == (1, False)
+    [failed] = messages(lines, "drift check failed")
+    assert "JETS_REGISTRY_TABLE is not set" in failed["reason"]
+    assert emf_for(emf(capsys.readouterr().out))["FailedChecks"] == 1  # the alarm sees it
+    assert strict.calls == []
 
 
 def test_iam_throttling_stops_the_run_and_leaves_the_rest_for_the_next(
