@@ -10,6 +10,7 @@ throttle), with a simulated per-call latency.
 from __future__ import annotations
 
 import argparse
+import collections
 import logging
 import os
 import statistics
@@ -137,7 +138,7 @@ def scenario_calls() -> None:
         wall = time.perf_counter() - started
         report("Delete of a 100-member group: wall time", f"{wall:.2f} s", "seconds, no sleeps")
         report("Delete of a 100-member group: calls", str(len(strict.calls)), "-")
-        report("Delete: registry reads / writes (DynamoDB)", dynamo.take(), "1 / 1")
+        report("Delete: registry reads / writes (DynamoDB)", dynamo.take(), "1 / 2")
 
 
 def scenario_throttled(members: int, rate: float, config: ReconcileConfig | None = None) -> None:
@@ -213,6 +214,44 @@ def scenario_delete_end_to_end(members: int = 100) -> None:
     )
 
 
+def scenario_drift_check(groups: int = 10, members: int = 100) -> None:
+    """One scheduled drift check over registered groups with no drift: its IAM and DynamoDB
+    calls (asserted in tests/test_enforce.py) and its wall time under the simulated latency."""
+    from jets_deploy_iam import enforce
+    from jets_deploy_iam.spec import Environment
+
+    class Quiet:
+        def applied(self, change: object) -> None: ...
+        def outcome(self, outcome: object) -> None: ...
+        def finished(self, summary: object) -> None: ...
+
+    strict = StrictIam()
+    with mock_aws(), strict.installed():
+        client = make_iam_client()
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        create_table(dynamodb, "bench-registry")
+        registry = DynamoDBRegistry(dynamodb, "bench-registry")
+        for name in users(groups * members):
+            client.create_user(UserName=name)
+        send = controller_sender(client, registry, ReconcileConfig())
+        for i in range(groups):
+            props = {"GroupName": f"Drift{i:02d}", "Users": users(members, i * members)}
+            assert Stack(send, logical_id=f"Drift{i:02d}").create(props).ok
+        dynamo = DynamoCalls(dynamodb)
+        strict.reset()
+        strict.latency = LATENCY
+        started = time.perf_counter()
+        summary = enforce.run(client, registry, Environment(), enforce.Trigger(), Quiet())
+        wall = time.perf_counter() - started
+    assert summary.in_sync == groups, summary
+    label = f"drift check, {groups} groups of {members} members, no drift"
+    report(f"{label}: IAM reads / writes", f"{len(strict.reads)} / {len(strict.writes)}",
+           f"{4 * groups} / 0")  # fmt: skip
+    calls = ", ".join(f"{n} {c}" for c, n in sorted(collections.Counter(dynamo.calls).items()))
+    report(f"{label}: DynamoDB calls", calls, "1 Scan")
+    report(f"{label}: wall time", f"{wall:.2f} s", "-")
+
+
 def _time_import(code: str) -> float:
     script = f"import time; t=time.perf_counter(); {code}; print(time.perf_counter()-t)"
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
@@ -249,6 +288,7 @@ def scenario_all_throttled() -> None:
 SCENARIOS = {
     "calls": scenario_calls,
     "throttled": scenario_all_throttled,
+    "drift-check": scenario_drift_check,
     "delete-e2e": scenario_delete_end_to_end,
     "cold-start": scenario_cold_start,
 }

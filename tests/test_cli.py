@@ -42,7 +42,13 @@ def deployed(iam: IAMClient, strict: StrictIam, stack: Stack) -> str:
 def test_demo_runs_the_whole_lifecycle(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "demo")
     assert code == 0
-    assert "1/7 Create" in out
+    assert "1/12 Create" in out
+    # a change made by hand: reported by the scheduled check, then put back by it
+    assert "4/12 The scheduled drift check (DriftAction report)" in out
+    assert "1 drifted group(s), 1 change(s) found, 0 corrected, 0 failed" in out
+    assert "7/12 The scheduled drift check (DriftAction correct)" in out
+    assert "1 drifted group(s), 1 change(s) found, 1 corrected, 0 failed" in out
+    assert '"_aws"' not in out  # no EMF lines in the demo's output
     assert "+ attach arn:aws:iam::aws:policy/service-role/AWS_ConfigRole" in out
     assert "+ add user carol" in out
     assert "- remove user bob" in out

@@ -7,6 +7,7 @@ check what linters cannot know: that the role grants exactly what the code calls
 from __future__ import annotations
 
 import ast
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -198,3 +199,171 @@ def test_registry_table_is_the_one_the_code_expects_and_only_its_items_are_touch
 def test_no_second_delivery_of_an_asynchronous_invocation(template: Any) -> None:
     function = template["Resources"]["JetsDeployIamFunction"]["Properties"]
     assert function["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
+
+
+# -- the drift check (issue 13) ------------------------------------------------------------------
+
+FUNCTION_ARN = {"Fn::GetAtt": ["JetsDeployIamFunction", "Arn"]}
+
+
+def dynamodb_calls_in_code() -> set[str]:
+    """DynamoDB API names the function's registry calls (methods on ``self.client``)."""
+    tree = ast.parse((SRC / "registry" / "store.py").read_text())
+    [table] = [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)
+               and n.name == "DynamoDBRegistry"]  # fmt: skip
+    calls = {
+        node.attr
+        for node in ast.walk(table)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Attribute)
+        and node.value.attr == "client"
+    }
+    actions = {"dynamodb:" + "".join(p.title() for p in c.split("_")) for c in calls}
+    if "dynamodb:TransactWriteItems" in actions:
+        # IAM authorizes a transaction per item: the item kinds the registry puts in one.
+        kinds = {
+            key.value
+            for node in ast.walk(table)
+            if isinstance(node, ast.Dict)
+            for key in node.keys
+            if isinstance(key, ast.Constant) and key.value in ("Put", "Delete", "Update")
+        }
+        actions = (actions - {"dynamodb:TransactWriteItems"}) | {f"dynamodb:{k}Item" for k in kinds}
+    return actions
+
+
+def test_role_reads_and_writes_its_registry_exactly_as_the_code_does(template: Any) -> None:
+    granted = {
+        a for s in statements(template) for a in as_list(s["Action"]) if a.startswith("dynamodb:")
+    }
+    assert granted == dynamodb_calls_in_code() == {
+        "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Scan",
+    }  # fmt: skip
+
+
+def test_role_has_nothing_for_metrics_or_alarms(template: Any) -> None:
+    """EMF metrics are log lines; the alarm and its topic are CloudWatch's and SNS's own."""
+    prefixes = {a.split(":")[0] for s in statements(template) for a in as_list(s["Action"])}
+    assert prefixes == {"iam", "dynamodb", "logs"}
+
+
+def test_the_schedule_sends_the_literal_input_and_off_disables_it(template: Any) -> None:
+    from jets_deploy_iam import enforce
+
+    params, resources = template["Parameters"], template["Resources"]
+    schedule = params["DriftCheckSchedule"]
+    assert schedule["Default"] == "rate(1 hour)"
+    for value, ok in [("off", True), ("rate(5 minutes)", True), ("cron(0 8 * * ? *)", True),
+                      ("hourly", False), ("", False)]:  # fmt: skip
+        assert bool(re.fullmatch(schedule["AllowedPattern"], value)) == ok, value
+    assert template["Conditions"]["DriftCheckScheduled"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "DriftCheckSchedule"}, "off"]}]
+    }
+    rule = resources["DriftCheckRule"]
+    assert rule["Type"] == "AWS::Events::Rule"
+    assert rule["Condition"] == "DriftCheckScheduled"
+    assert rule["Properties"]["ScheduleExpression"] == {"Ref": "DriftCheckSchedule"}
+    [target] = rule["Properties"]["Targets"]
+    assert target["Arn"] == FUNCTION_ARN
+    assert set(target) == {"Id", "Arn", "Input"}  # a literal: no InputPath, no transformer
+    assert enforce.parse_trigger(json.loads(target["Input"])) == enforce.Trigger()
+
+
+def test_only_the_rules_may_invoke_the_function(template: Any) -> None:
+    permissions = {
+        name: r
+        for name, r in template["Resources"].items()
+        if r["Type"] == "AWS::Lambda::Permission"
+    }
+    assert {
+        name: (r["Condition"], r["Properties"]["SourceArn"]) for name, r in permissions.items()
+    } == {
+        "DriftCheckPermission": (
+            "DriftCheckScheduled", {"Fn::GetAtt": ["DriftCheckRule", "Arn"]},
+        ),
+        "IamGroupChangePermission": (
+            "IamEventsArriveHere", {"Fn::GetAtt": ["IamGroupChangeRule", "Arn"]},
+        ),
+    }  # fmt: skip
+    for r in permissions.values():
+        props = r["Properties"]
+        assert (props["Action"], props["Principal"]) == ("lambda:InvokeFunction",
+                                                         "events.amazonaws.com")  # fmt: skip
+        assert props["FunctionName"] == FUNCTION_ARN
+
+
+def test_iam_change_rule_only_in_us_east_1_and_never_on_the_functions_own_calls(
+    template: Any,
+) -> None:
+    from jets_deploy_iam import enforce
+
+    condition = template["Conditions"]["IamEventsArriveHere"]["Fn::And"]
+    assert {"Condition": "DriftCheckScheduled"} in condition
+    assert {"Fn::Equals": [{"Ref": "AWS::Region"}, "us-east-1"]} in condition
+    rule = template["Resources"]["IamGroupChangeRule"]
+    assert rule["Condition"] == "IamEventsArriveHere"
+    pattern = rule["Properties"]["EventPattern"]
+    assert pattern["source"] == ["aws.iam"]
+    assert pattern["detail-type"] == ["AWS API Call via CloudTrail"]
+    detail = pattern["detail"]
+    assert detail["errorCode"] == [{"exists": False}]  # a refused call changed nothing
+    # every group write the function may make, but the creation of a group
+    manage = next(s for s in statements(template) if s["Sid"] == "ManageGroups")
+    writes = {a[4:] for a in manage["Action"] if not a.startswith(("iam:Get", "iam:List"))}
+    assert set(detail["eventName"]) == writes - {"CreateGroup"}
+    assert len(detail["eventName"]) == 8
+    [excluded] = detail["userIdentity"]["arn"]
+    own = excluded["anything-but"]["prefix"]["Fn::Sub"]
+    assert own == "arn:${AWS::Partition}:sts::${AWS::AccountId}:assumed-role/${FunctionRole}/"
+    [target] = rule["Properties"]["Targets"]
+    assert target["Arn"] == FUNCTION_ARN
+    transformer = target["InputTransformer"]
+    assert transformer["InputPathsMap"] == {"group": "$.detail.requestParameters.groupName"}
+    # EventBridge puts the string in with its quotes
+    sent = transformer["InputTemplate"].replace("<group>", json.dumps("Jets"))
+    assert enforce.parse_trigger(json.loads(sent)) == enforce.Trigger("Jets")
+
+
+def test_drift_action_reaches_the_stacks_resource(template: Any) -> None:
+    param = template["Parameters"]["DriftAction"]
+    assert param["AllowedValues"] == list(spec.DRIFT_ACTIONS)
+    assert param["Default"] == "report"
+    props = template["Resources"]["JetsDeployGroup"]["Properties"]
+    assert props["DriftAction"] == {"Ref": "DriftAction"}
+
+
+def test_drift_alarm_only_with_an_email_and_on_the_metrics_the_code_emits(
+    template: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jets_deploy_iam import enforce
+
+    resources = template["Resources"]
+    condition = template["Conditions"]["DriftAlarmWanted"]["Fn::And"]
+    assert {"Fn::Not": [{"Fn::Equals": [{"Ref": "DriftAlarmEmail"}, ""]}]} in condition
+    assert template["Parameters"]["DriftAlarmEmail"]["Default"] == ""
+    for name in ("DriftAlarmTopic", "DriftAlarmSubscription", "DriftAlarm"):
+        assert resources[name]["Condition"] == "DriftAlarmWanted"
+    subscription = resources["DriftAlarmSubscription"]["Properties"]
+    assert (subscription["Protocol"], subscription["Endpoint"]) == (
+        "email", {"Ref": "DriftAlarmEmail"},
+    )  # fmt: skip
+    alarm = resources["DriftAlarm"]["Properties"]
+    assert alarm["AlarmActions"] == [{"Ref": "DriftAlarmTopic"}]
+    watched = [m["MetricStat"]["Metric"] for m in alarm["Metrics"] if "MetricStat" in m]
+    assert {m["MetricName"] for m in watched} == {enforce.DRIFTED_GROUPS, enforce.FAILED_CHECKS}
+
+    # what the function prints is what the alarm watches: namespace, name, dimensions
+    env = resources["JetsDeployIamFunction"]["Properties"]["Environment"]["Variables"]
+    reporter = enforce.CloudWatchReporter(
+        env["POWERTOOLS_METRICS_NAMESPACE"], env["POWERTOOLS_SERVICE_NAME"]
+    )
+    capsys.readouterr()
+    reporter.finished(enforce.Summary(drifted=1, failed=1))
+    [printed] = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+                 if '"_aws"' in line]  # fmt: skip
+    [directive] = printed["_aws"]["CloudWatchMetrics"]
+    for metric in watched:
+        assert metric["Namespace"] == directive["Namespace"]
+        assert metric["MetricName"] in {m["Name"] for m in directive["Metrics"]}
+        assert [d["Name"] for d in metric["Dimensions"]] == directive["Dimensions"][0]
+        assert all(printed[d["Name"]] == d["Value"] for d in metric["Dimensions"])

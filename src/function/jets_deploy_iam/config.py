@@ -20,6 +20,9 @@ class ReconcileConfig:
     max_in_flight: int = 8
     #: How long a call naming a just-created group may keep answering NoSuchEntity.
     consistency_timeout: float = 30.0
+    #: wall-clock seconds (epoch): how long a drift correction holds a registry record is
+    #: shared between invocations, so it cannot be measured on one process's monotonic clock
+    now: Callable[[], float] = field(default=time.time, compare=False, repr=False)
     backoff_initial: float = 0.25
     backoff_max: float = 4.0
     #: MaxItems for paged reads (IAM's maximum; it may still return fewer).

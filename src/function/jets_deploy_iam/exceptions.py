@@ -46,6 +46,11 @@ class RegistryConflictError(RegistryError):
     """Someone else wrote the resource's record between our read and our write."""
 
 
+class CorrectionUnderWayError(RegistryConflictError):
+    """The scheduled drift check took the record to correct its group, after this request read
+    it and before its first IAM write: the request waits for it, then decides again."""
+
+
 class IamApplyError(JetsDeployIamError):
     """An IAM write failed while applying a plan; earlier writes of the plan stay applied."""
 

@@ -1,9 +1,12 @@
 """The Lambda entry point: a thin adapter from events to the controller.
 
-It parses the event once into a ``Request`` (dropping what cannot be answered safely), lets
-crhelper speak the protocol through ``protocol.CfnProtocol``, and logs through Powertools: one
-``plan`` line, one ``change applied`` line per IAM write, one ``request finished`` summary,
-correlated by the CloudFormation RequestId. The lifecycle rules live in ``reconcile``.
+Two kinds of event arrive. The drift check's input (exactly what template.yaml's rules send, see
+``enforce.parse_trigger``) is routed first: it is no CloudFormation request, and crhelper must
+never see it. Anything else is parsed once into a ``Request`` (dropping what cannot be answered
+safely), and crhelper speaks the protocol through ``protocol.CfnProtocol``. Logs go through
+Powertools: one ``plan`` line, one ``change applied`` line per IAM write, one ``request
+finished`` summary, correlated by the CloudFormation RequestId (a drift check's by the Lambda
+request id). The lifecycle rules live in ``reconcile``, the drift check in ``enforce``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from botocore.config import Config
 
-from jets_deploy_iam import redact
+from jets_deploy_iam import enforce, redact
 from jets_deploy_iam.changes import Change, Plan
 from jets_deploy_iam.config import Deadline, ReconcileConfig
 from jets_deploy_iam.exceptions import ConfigurationError, JetsDeployIamError, MalformedEventError
@@ -166,14 +169,41 @@ def _drop(event: Any, error: MalformedEventError) -> None:
     )
 
 
+def _enforce(trigger: enforce.Trigger, context: LambdaContext, env: Environment) -> dict[str, Any]:
+    """The drift check: every registered resource the trigger covers, within the deadline."""
+    logger.set_correlation_id(context.aws_request_id)
+    reporter = enforce.CloudWatchReporter()
+    try:
+        config = ReconcileConfig.from_env()
+        iam, registry = _clients()
+    except JetsDeployIamError as error:  # the function's own setup: still counted and alarmed
+        logger.error("drift check failed", extra={"reason": str(error)})
+        summary = enforce.Summary(scope=trigger.scope, failed=1, complete=False)
+        reporter.finished(summary)
+        return summary.as_data()
+    remaining = context.get_remaining_time_in_millis() / 1000
+    deadline = Deadline.after(remaining - config.deadline_margin)
+    summary = enforce.run(iam, registry, env, trigger, reporter, config, deadline)
+    return summary.as_data()
+
+
 @logger.inject_lambda_context(correlation_id_path="RequestId", log_event=False)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> None:
-    """CloudFormation's request in; exactly one answer out (or none, for an unanswerable event)."""
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any] | None:
+    """CloudFormation's request in; exactly one answer out (or none, for an unanswerable event).
+    The drift check's input in; its summary out (for whoever invoked it synchronously)."""
     env = Environment.from_function_arn(context.invoked_function_arn)
+    try:
+        trigger = enforce.parse_trigger(event)
+    except MalformedEventError as error:
+        _drop(event, error)
+        return None
+    if trigger is not None:
+        return _enforce(trigger, context, env)
     try:
         request = parse_request(event, env)
     except MalformedEventError as error:
         _drop(event, error)
-        return
+        return None
     placeholder = request.placeholder if request.kind == "Create" else str(request.physical_id)
     protocol.serve(Invocation(request, context, _run, physical_id=placeholder), event)
+    return None

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from jets_deploy_iam.changes import Change, CreateGroup, DeleteGroup, Plan
 from jets_deploy_iam.config import Deadline, ReconcileConfig
 from jets_deploy_iam.exceptions import (
+    CorrectionUnderWayError,
     GroupConflictError,
     IamApplyError,
     InvalidPropertiesError,
@@ -48,7 +50,13 @@ from jets_deploy_iam.plan import (
     plan_reconcile,
     state_after,
 )
-from jets_deploy_iam.registry.model import GroupRecord, LastUpdate, ResourceRecord
+from jets_deploy_iam.registry.model import (
+    CORRECTION_PREFIX,
+    HOLD_SECONDS,
+    GroupRecord,
+    LastUpdate,
+    ResourceRecord,
+)
 from jets_deploy_iam.registry.store import Registry, Stored
 from jets_deploy_iam.request import Request, ResourceKey
 from jets_deploy_iam.response import Response, reason_for, shorten
@@ -63,6 +71,15 @@ logger = logging.getLogger(__name__)
 
 #: How many times a Delete re-reads and retries when someone adds to the group meanwhile.
 DELETE_ATTEMPTS = 3
+#: A drift correction starts no IAM call after this many seconds; it holds the record for
+#: ``HOLD_SECONDS`` (longer: the calls still in flight finish meanwhile).
+CORRECTION_SECONDS = 60.0
+#: A CloudFormation request waiting for a correction reads the record again this often...
+HOLD_POLL_SECONDS = 2.0
+#: ...at most this many times (the whole hold, whatever the clocks say).
+HOLD_POLLS = int(HOLD_SECONDS / HOLD_POLL_SECONDS) + 1
+#: How many times a request decides again after a correction took the record before its write.
+CORRECTION_RESTARTS = 3
 
 Edit = Callable[[ResourceRecord], ResourceRecord]
 _T = TypeVar("_T")
@@ -135,6 +152,8 @@ class Drift:
     #: changes applied to correct it (0 when only reported)
     corrected: int = 0
     note: str = ""
+    #: a request or a correction was under way: not checked this time
+    under_way: bool = False
 
     @property
     def plan(self) -> Plan:
@@ -175,25 +194,54 @@ class Controller:
             request.placeholder if request.kind == "Create" else str(request.physical_id)
         )
         self.hooks.on_physical_id(self.physical_id)
-        try:
-            self._stored = self.registry.load(request.key, _names_of(request))
-        except JetsDeployIamError as error:
-            return Response.failed(self.physical_id, error)
-        replay = self.record.answer_for(request.request_id)
-        if replay is not None:
-            logger.info("repeated delivery: answered as before", extra={"status": replay.status})
-            return replay
-        try:
-            if request.kind == "Create":
-                return self._create(request)
-            if request.kind == "Update":
-                return self._update(request)
-            return self._delete(request)
-        except Exception as error:
-            _log_failure(error)
-            response = Response.failed(self.physical_id, error)
-            self._commit(request, response, _unchanged)
-            return response
+        for _attempt in range(CORRECTION_RESTARTS + 1):
+            try:
+                self._stored = self._load_unheld(request)
+            except JetsDeployIamError as error:
+                return Response.failed(self.physical_id, error)
+            replay = self.record.answer_for(request.request_id)
+            if replay is not None:
+                logger.info(
+                    "repeated delivery: answered as before", extra={"status": replay.status}
+                )
+                return replay
+            try:
+                return self._serve(request)
+            except CorrectionUnderWayError:
+                # Nothing was written to IAM yet: wait for the correction, then decide again
+                # from what it left (the registry and the group as they are now).
+                logger.info("a drift correction took the record first: deciding again")
+            except Exception as error:
+                _log_failure(error)
+                response = Response.failed(self.physical_id, error)
+                self._commit(request, response, _unchanged)
+                return response
+        busy = CorrectionUnderWayError(
+            "the scheduled drift check kept correcting this resource's group: deploy again"
+        )
+        return Response.failed(self.physical_id, busy)
+
+    def _serve(self, request: Request) -> Response:
+        if request.kind == "Create":
+            return self._create(request)
+        if request.kind == "Update":
+            return self._update(request)
+        return self._delete(request)
+
+    def _load_unheld(self, request: Request) -> Stored:
+        """The record and the claims the request needs, once no drift correction holds the
+        record (a bounded wait: a correction holds a record for at most ``HOLD_SECONDS``)."""
+        stored = self.registry.load(request.key, _names_of(request))
+        for _poll in range(HOLD_POLLS):
+            held_until = stored.record.held_until
+            if not stored.record.held(self.config.now()) or held_until is None:
+                break
+            self.deadline.check("waiting for a drift correction of this resource to finish")
+            logger.info("waiting for a drift correction of this resource to finish")
+            pause = min(HOLD_POLL_SECONDS, held_until - self.config.now())
+            self.config.sleep(max(0.0, min(pause, self.deadline.remaining())))
+            stored = self.registry.load(request.key, _names_of(request))
+        return stored
 
     def preview(self, request: Request) -> Decision:
         """What ``handle`` would do, from the registry and IAM, without writing anything."""
@@ -213,23 +261,56 @@ class Controller:
 
     # -- between deploys: drift ----------------------------------------------------------------
 
-    def check_drift(self, key: ResourceKey, env: Environment, correct: bool | None = None) -> Drift:
+    def check_drift(
+        self,
+        key: ResourceKey,
+        env: Environment,
+        correct: bool | None = None,
+        stored: Stored | None = None,
+    ) -> Drift:
         """Compare a registered resource's group with the declaration last applied to it, and
         (``correct``, or the resource's own ``DriftAction: correct``) converge it now.
 
         The declaration is the registry's, policy document included, never one rebuilt from
         properties by this version of the code: between deploys, only what was deployed is
         enforced. Foreign content of a non-exclusive resource is never touched (the plan removes
-        only what the resource owns); a group deleted by hand is created again. A correction
-        that loses a race with a deploy on the record stops: the deploy's record wins.
+        only what the resource owns); a group deleted by hand is created again.
+
+        ``stored`` is the record as a scan of the registry returned it (no read of its own); if
+        the group has drifted, the record is read again first, so that a deploy made since the
+        scan is never mistaken for drift.
+
+        A correction holds the record while it writes to IAM (conditional writes, no retry):
+        it never starts on a record a CloudFormation request or another correction changed
+        since it was read, and CloudFormation requests wait until it is done.
         """
-        self._stored = self.registry.load(key)
+        self._stored = stored if stored is not None else self.registry.load(key)
+        drift = self._observe(key, env)
+        if stored is not None and (drift.drifted or drift.under_way):
+            fresh = self.registry.load(key)
+            if fresh.version != stored.version:
+                self._stored = fresh
+                drift = self._observe(key, env)
+        declared = drift.declared
+        if correct is None:
+            correct = declared is not None and declared.drift_action == "correct"
+        decision = drift.decision
+        if not correct or decision is None or decision.action != "correct" or not decision.plan:
+            return drift
+        return self._correct(drift, decision)
+
+    def _observe(self, key: ResourceKey, env: Environment) -> Drift:
         record = self.record
         name = record.current
         if name is None or name not in record.groups:
             return Drift(key, name or "", note="no group: the resource is deleted or never created")
-        if record.in_progress is not None:
-            return Drift(key, name, note=f"request {record.in_progress} is under way: not checked")
+        if record.under_way(self.config.now()):
+            what = (
+                "a drift correction"
+                if str(record.in_progress).startswith(CORRECTION_PREFIX)
+                else f"request {record.in_progress}"
+            )
+            return Drift(key, name, note=f"{what} is under way: not checked", under_way=True)
         leftovers = [g.name for g in _leftovers(record)]
         note = f"group {', '.join(leftovers)} left by an earlier rename: the next deploy deletes it"
         note = note if leftovers else ""
@@ -243,42 +324,58 @@ class Controller:
             note = "the group is gone and its name is claimed by another resource: left alone"
             return Drift(key, name, declared, Decision("none", name), note=note)
         plan = plan_reconcile(declared, actual, entry.ownership)
-        record_ahead = replace(entry, ownership=entry.ownership.claim(plan, actual))
-        decision = Decision("correct", name, plan, actual, entry.ownership, record=record_ahead)
-        correcting = declared.drift_action == "correct" if correct is None else correct
-        if not plan or not correcting:
-            return Drift(key, name, declared, decision, note=note)
-        self._preflight(decision)
-        self._stored = self.registry.change(
-            _required(self._stored), lambda r: r.with_group(record_ahead), reapply=False
-        )
-        applier = self._applier(self.deadline)
-        try:
-            applier.apply(plan)
-        finally:  # what was applied is recorded even if the correction stops half way
-            note = self._record_correction(declared, actual, record_ahead, applier.result) or note
-        corrected = len(applier.result.applied)
-        return Drift(key, name, declared, decision, corrected=corrected, note=note)
+        claims = entry.ownership.claim(plan, actual)
+        # A group created again is known by its new GroupId only once IAM confirms it.
+        ahead = replace(entry, ownership=claims, group_id=entry.group_id if actual else None)
+        decision = Decision("correct", name, plan, actual, entry.ownership, record=ahead)
+        return Drift(key, name, declared, decision, note=note)
 
-    def _record_correction(
-        self,
-        declared: DeclaredGroup,
-        actual: ActualGroup | None,
-        ahead: GroupRecord,
-        result: ApplyResult,
-    ) -> str:
-        """Record a correction's outcome, unless a deploy wrote the record meanwhile: then the
-        deploy's record stands (it was read after the correction's write-ahead, so it keeps
-        every ownership claim; at worst something removed stays recorded as owned)."""
-        info = self._info(declared, actual, result)
-        done = replace(_settled(ahead, result), group_id=info.group_id or None)
+    def _correct(self, drift: Drift, decision: Decision) -> Drift:
+        """Apply the drift's plan as an Update would (pre-flight, revocations first, deadline),
+        holding the record meanwhile."""
+        self._preflight(decision)
+        ahead_entry = _required(decision.record)
+        marker = CORRECTION_PREFIX + str(uuid.uuid4())
+        until = self.config.now() + HOLD_SECONDS
+
+        def hold(record: ResourceRecord) -> ResourceRecord:
+            return replace(record.with_group(ahead_entry), in_progress=marker, held_until=until)
+
         try:
-            self._stored = self.registry.change(
-                _required(self._stored), lambda r: r.with_group(done), reapply=False
-            )
+            self._stored = self.registry.change(_required(self._stored), hold, reapply=False)
         except RegistryConflictError:
-            return "a deploy changed the record meanwhile: its record stands"
-        return ""
+            note = "the record changed while it was checked (a deploy?): not corrected this time"
+            return replace(drift, note=note)
+        budget = Deadline(
+            min(self.deadline.at, self.deadline.clock() + CORRECTION_SECONDS), self.deadline.clock
+        )
+        applier = self._applier(budget)
+        try:
+            applier.apply(decision.plan)
+        finally:  # what was applied is recorded even if the correction stops half way
+            declared = _required(drift.declared)
+            info = self._info(declared, decision.before, applier.result)
+            done = replace(_settled(ahead_entry, applier.result), group_id=info.group_id or None)
+            self._release(done)
+        return replace(drift, corrected=len(applier.result.applied))
+
+    def _release(self, done: GroupRecord) -> None:
+        """Record a correction's outcome and let go of the record. Only over the correction's
+        own write: if the hold ran out and a CloudFormation request took the record over, that
+        request's record stands (the claims written ahead are in it) and this outcome is only
+        logged. IAM has changed either way, so nothing here raises."""
+
+        def release(record: ResourceRecord) -> ResourceRecord:
+            return replace(record.with_group(done), in_progress=None, held_until=None)
+
+        try:
+            self._stored = self.registry.change(_required(self._stored), release, reapply=False)
+        except JetsDeployIamError:
+            logger.error(
+                "the drift correction's outcome could not be recorded",
+                extra={"group": done.name},
+                exc_info=True,
+            )
 
     # -- Create ------------------------------------------------------------------------------
 
@@ -717,6 +814,10 @@ class Controller:
     def _delete(self, request: Request) -> Response:
         physical = str(request.physical_id)
         decision = self._decide_delete(request)
+        if decision.plan:
+            # Marked before the first IAM write, as Create and Update are: no drift correction
+            # starts on this resource meanwhile, and one that got in first is waited for.
+            self._write_ahead(request, _unchanged)
         applier = self._applier(self.deadline)
         for _attempt in range(DELETE_ATTEMPTS):
             if decision.note:
@@ -796,11 +897,13 @@ class Controller:
         self, request: Request, edit: Edit, takeovers: frozenset[str] = frozenset()
     ) -> None:
         """Record the claims before the first IAM write (the request fails if it cannot)."""
-        self._stored = self.registry.change(
-            _required(self._stored),
-            lambda r: replace(edit(r), in_progress=request.request_id),
-            takeovers,
-        )
+
+        def ahead(record: ResourceRecord) -> ResourceRecord:
+            if record.held(self.config.now()):  # a correction got in since the record was read
+                raise CorrectionUnderWayError("a drift correction holds the record")
+            return replace(edit(record), in_progress=request.request_id, held_until=None)
+
+        self._stored = self.registry.change(_required(self._stored), ahead, takeovers)
 
     def _commit(
         self,

@@ -1,4 +1,5 @@
-"""Run the real Lambda handler in this process and capture what it PUTs to CloudFormation."""
+"""Run the real Lambda handler in this process: a CloudFormation request (capturing what it PUTs
+to CloudFormation), or the drift check's scheduled input (returning the run's summary)."""
 
 from __future__ import annotations
 
@@ -28,3 +29,13 @@ def invoke(
     response = receiver.take(request_id if "RequestId" in event else None, 10)
     response.pop("_path", None)
     return response
+
+
+def invoke_scheduled(event: Mapping[str, Any], timeout_seconds: float = 300.0) -> dict[str, Any]:
+    """Send the drift check's input (as EventBridge would) through ``lambda_handler`` and return
+    the summary it returns; ``{}`` if the handler dropped the event."""
+    from jets_deploy_iam import handler
+
+    handler._clients.cache_clear()
+    context = cast("LambdaContext", FakeLambdaContext(timeout_seconds=timeout_seconds))
+    return handler.lambda_handler(dict(event), context) or {}

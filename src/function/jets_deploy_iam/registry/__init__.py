@@ -8,6 +8,7 @@ from jets_deploy_iam.registry.store import (
     MemoryRegistry,
     Registry,
     Stored,
+    Unreadable,
     create_table,
 )
 
@@ -19,5 +20,6 @@ __all__ = [
     "Registry",
     "ResourceRecord",
     "Stored",
+    "Unreadable",
     "create_table",
 ]

@@ -12,6 +12,10 @@ previous properties. A record holds, per group the resource manages (two during 
 and, for the resource: the undo record of its last Update (what CloudFormation's rollback Update
 restores), the request under way (write-ahead, not yet committed) and the answers already sent
 (a repeated delivery gets the recorded answer again and makes no write).
+
+The scheduled drift check writes to a record only to correct it: it holds the record for a
+bounded time (``held_until``) and CloudFormation requests wait for it, so the two never write
+IAM for the same resource at once.
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ from jets_deploy_iam.undo import Undo
 
 #: Answers kept for repeated deliveries (CloudFormation sends one request at a time per resource).
 ANSWERS_KEPT = 10
+#: ``in_progress`` of a correction by the scheduled drift check (CloudFormation's are RequestIds).
+CORRECTION_PREFIX = "drift-correction:"
+#: The longest a correction may hold a record; a later ``held_until`` (a wrong clock) is ignored.
+HOLD_SECONDS = 90.0
 
 
 @dataclass(frozen=True)
@@ -87,8 +95,12 @@ class ResourceRecord:
     current: str | None = None
     last_update: LastUpdate | None = None
     answers: tuple[tuple[str, Response], ...] = ()
-    #: the RequestId whose IAM writes are under way (write-ahead, not committed yet)
+    #: the RequestId whose IAM writes are under way (write-ahead, not committed yet), or a
+    #: drift correction's ``CORRECTION_PREFIX``-marked id
     in_progress: str | None = None
+    #: a drift correction holds the record until then (epoch seconds): CloudFormation requests
+    #: wait for it; a correction that died lets go when the time has passed
+    held_until: float | None = None
 
     def answer_for(self, request_id: str) -> Response | None:
         return next((r for rid, r in self.answers if rid == request_id), None)
@@ -96,8 +108,26 @@ class ResourceRecord:
     def with_answer(self, request_id: str, response: Response) -> ResourceRecord:
         kept = tuple((rid, r) for rid, r in self.answers if rid != request_id)
         return replace(
-            self, answers=(*kept, (request_id, response))[-ANSWERS_KEPT:], in_progress=None
+            self,
+            answers=(*kept, (request_id, response))[-ANSWERS_KEPT:],
+            in_progress=None,
+            held_until=None,
         )
+
+    def held(self, now: float) -> bool:
+        """Is a drift correction writing to IAM for this resource right now?"""
+        return self.held_until is not None and now < self.held_until <= now + HOLD_SECONDS
+
+    def under_way(self, now: float) -> bool:
+        """Is a request or a live correction between its write-ahead and its commit?
+
+        A CloudFormation request's mark stays until CloudFormation's next request for the
+        resource commits (a request that died is finished by the rollback CloudFormation sends);
+        a correction's mark lapses with its hold.
+        """
+        if self.in_progress is None:
+            return False
+        return not self.in_progress.startswith(CORRECTION_PREFIX) or self.held(now)
 
     def with_group(self, group: GroupRecord) -> ResourceRecord:
         return replace(self, groups={**self.groups, group.name: group})
@@ -198,6 +228,7 @@ def record_json(r: ResourceRecord) -> dict[str, Any]:
             for rid, a in r.answers
         ],
         "in_progress": r.in_progress,
+        "held_until": r.held_until,
     }
 
 
@@ -236,4 +267,5 @@ def record_of(key: ResourceKey, data: Mapping[str, Any]) -> ResourceRecord:
             for a in data.get("answers", ())
         ),
         in_progress=data.get("in_progress"),
+        held_until=data.get("held_until"),
     )

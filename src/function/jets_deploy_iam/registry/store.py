@@ -93,6 +93,14 @@ class ClaimWrite:
     expected: int
 
 
+@dataclass(frozen=True)
+class Unreadable:
+    """A record a scan found but cannot decode: reported, and the scan goes on with the rest."""
+
+    key: ResourceKey
+    reason: str
+
+
 class Registry(ABC):
     """The records of every resource this function manages, and the claims of their groups."""
 
@@ -111,8 +119,16 @@ class Registry(ABC):
         """Store the record and claims if nothing changed since read (RegistryConflictError)."""
 
     @abstractmethod
-    def scan(self) -> Iterator[Stored]:
-        """Every stored record, with the claims of its groups."""
+    def scan(self) -> Iterator[Stored | Unreadable]:
+        """Every stored record, with the claims of its groups (the scheduled drift check walks
+        them all). One record that cannot be decoded is yielded as ``Unreadable``, not raised: it
+        must not hide the others. A table that cannot be read raises ``RegistryError``."""
+
+    def save(self, record: ResourceRecord, version: int) -> int:
+        """Store ``record`` as it is, claims untouched, if the stored version still is
+        ``version``; the new version. (Lifecycle writes go through ``change``.)"""
+        self._write(record, version, [])
+        return version + 1
 
     def load(self, key: ResourceKey, names: Iterable[str] = ()) -> Stored:
         """The record and the claims of ``names`` and of every group it holds."""
@@ -228,9 +244,10 @@ class MemoryRegistry(Registry):
                 claim = Claim(w.name, record.key, w.group_id, w.expected + 1)
                 self.claim_items[w.name.lower()] = claim
 
-    def scan(self) -> Iterator[Stored]:
+    def scan(self) -> Iterator[Stored | Unreadable]:
         for key in list(self.items):
-            yield self.load(key)
+            body, version = self.items[key]
+            yield _with_claims(_decoded(key, body, version), self.claim_items)
 
 
 class DynamoDBRegistry(Registry):
@@ -337,7 +354,7 @@ class DynamoDBRegistry(Registry):
         }
         return {"Put": {"TableName": self.table, "Item": item, **condition}}
 
-    def scan(self) -> Iterator[Stored]:
+    def scan(self) -> Iterator[Stored | Unreadable]:
         records: list[tuple[ResourceKey, dict[str, Any]]] = []
         claims: dict[str, Claim] = {}
         paging: dict[str, Any] = {}
@@ -360,9 +377,12 @@ class DynamoDBRegistry(Registry):
                 break
             paging = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
         for key, item in records:
-            record = decode(key, item["body"]["B"])
-            held = {n.lower(): claims[n.lower()] for n in record.groups if n.lower() in claims}
-            yield Stored(record, int(item["version"]["N"]), held)
+            try:
+                body, version = item["body"]["B"], int(item["version"]["N"])
+            except (KeyError, ValueError) as error:
+                yield Unreadable(key, f"the registry item of {key.logical_id} lacks {error}")
+                continue
+            yield _with_claims(_decoded(key, body, version), claims)
 
 
 def create_table(client: DynamoDBClient, table: str) -> None:
@@ -394,10 +414,24 @@ def encode(record: ResourceRecord) -> bytes:
 def decode(key: ResourceKey, body: bytes) -> ResourceRecord:
     try:
         return record_of(key, json.loads(zlib.decompress(body)))
-    except (ValueError, KeyError, zlib.error) as error:
+    except (ValueError, KeyError, TypeError, AttributeError, zlib.error) as error:
         raise RegistryError(
             f"the registry record of {key.logical_id} is unreadable: {error}"
         ) from error
+
+
+def _decoded(key: ResourceKey, body: bytes, version: int) -> Stored | Unreadable:
+    try:
+        return Stored(decode(key, body), version)
+    except RegistryError as error:
+        return Unreadable(key, str(error))
+
+
+def _with_claims(found: Stored | Unreadable, claims: Mapping[str, Claim]) -> Stored | Unreadable:
+    if isinstance(found, Unreadable):
+        return found
+    names = {n.lower() for n in found.record.groups}
+    return replace(found, claims={n: c for n, c in claims.items() if n in names})
 
 
 def _key(key: ResourceKey) -> dict[str, Any]:
