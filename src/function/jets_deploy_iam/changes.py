@@ -33,6 +33,10 @@ class Change:
     def __str__(self) -> str:
         return f"{self.symbol} {self.describe()}"
 
+    def log_fields(self) -> dict[str, str]:
+        """The fields of the one log line per applied change an operator searches for."""
+        return {"change": str(self), "change_type": type(self).__name__, "group": self.group}
+
 
 @dataclass(frozen=True)
 class CreateGroup(Change):

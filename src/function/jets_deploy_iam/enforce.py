@@ -342,12 +342,7 @@ class CloudWatchReporter:
     def applied(self, change: Change) -> None:
         logger.info(
             "change applied",
-            extra={
-                "change": str(change),
-                "change_type": type(change).__name__,
-                "group": change.group,
-                "trigger": "drift check",
-            },
+            extra={**change.log_fields(), "trigger": "drift check"},
         )
 
     def outcome(self, outcome: Outcome) -> None:

@@ -129,14 +129,7 @@ def _hooks(invocation: Invocation, tally: _Tally) -> Hooks:
 
     def on_applied(change: Change) -> None:
         tally.applied += 1
-        logger.info(
-            "change applied",
-            extra={
-                "change": str(change),
-                "change_type": type(change).__name__,
-                "group": change.group,
-            },
-        )
+        logger.info("change applied", extra=change.log_fields())
 
     def on_physical_id(physical_id: str) -> None:
         invocation.physical_id = physical_id
