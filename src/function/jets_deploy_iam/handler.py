@@ -21,9 +21,9 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from botocore.config import Config
 
-from jets_deploy_iam import redact
+from jets_deploy_iam import continuation, redact
 from jets_deploy_iam.changes import Change, Plan
-from jets_deploy_iam.config import Deadline, ReconcileConfig
+from jets_deploy_iam.config import ReconcileConfig
 from jets_deploy_iam.exceptions import ConfigurationError, JetsDeployIamError, MalformedEventError
 from jets_deploy_iam.iam.client import make_iam_client
 from jets_deploy_iam.protocol import CfnProtocol, Invocation
@@ -99,22 +99,24 @@ def _run(invocation: Invocation) -> Response:
     try:
         config = ReconcileConfig.from_env()
         iam, registry = _clients()
+        gate = invocation.gate(registry, config)  # the request's time: Lambda's, ServiceTimeout's
     except JetsDeployIamError as error:
         response = Response.failed(invocation.physical_id, error)
     else:
-        remaining = invocation.context.get_remaining_time_in_millis() / 1000
         controller = Controller(
             iam,
             registry,
             config,
-            Deadline.after(remaining - config.deadline_margin),
-            Deadline.after(remaining - config.undo_reserve()),
-            _hooks(invocation, tally),
+            gate.deadline(config.deadline_margin),
+            gate.deadline(config.undo_reserve()),
+            gate.watched(_hooks(invocation, tally)),
+            gate.continuing(),
         )
-        response = controller.handle(request)
-    response = response.within_limits(
-        request.key.stack_id, request.request_id, request.key.logical_id
-    )
+        response = gate.run(controller.handle, invocation.physical_id)
+    if not response.pending:
+        response = response.within_limits(
+            request.key.stack_id, request.request_id, request.key.logical_id
+        )
     _summary(request, response, tally)
     return response
 
@@ -170,6 +172,18 @@ def _drop(event: Any, error: MalformedEventError) -> None:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> None:
     """CloudFormation's request in; exactly one answer out (or none, for an unanswerable event)."""
     env = Environment.from_function_arn(context.invoked_function_arn)
+    if continuation.is_pointer(event) and "ResponseURL" not in event:
+        # crhelper's rule points to its request, which the registry keeps
+        try:
+            expanded = continuation.expand(_clients()[1], event)
+        except JetsDeployIamError:
+            logger.error("the registry cannot be read: the rule fires again", exc_info=True)
+            return
+        if expanded is None:
+            logger.info("polling event of a request with nothing to go on with: its rule goes")
+            protocol.retire(event, context)
+            return
+        event = expanded
     try:
         request = parse_request(event, env)
     except MalformedEventError as error:

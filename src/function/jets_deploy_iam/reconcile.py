@@ -16,7 +16,10 @@ The rules (README, "Lifecycle rules"), against CloudFormation as it really behav
 * a failed Update undoes its own writes; CloudFormation's rollback Update (same physical id,
   properties swapped) restores the group exactly from the last Update's undo record;
 * a Delete acts only on a group the registry says this resource owns (same GroupId), and with
-  ``Exclusive`` false removes only what the resource added.
+  ``Exclusive`` false removes only what the resource added;
+* work the deadline stops while it makes progress goes on in a later invocation (``continuing``,
+  see ``continuation.py``): what is done is recorded, no answer is given yet, and the undo record
+  stays the one of the request's first invocation (merged with what later ones found).
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from jets_deploy_iam.changes import Change, CreateGroup, DeleteGroup, Plan
 from jets_deploy_iam.config import Deadline, ReconcileConfig
+from jets_deploy_iam.continuation import Continuing, stopped_by_deadline
 from jets_deploy_iam.exceptions import (
+    DeadlineExceededError,
     GroupConflictError,
     IamApplyError,
     InvalidPropertiesError,
@@ -146,6 +151,7 @@ class Controller:
         deadline: Deadline | None = None,
         undo_deadline: Deadline | None = None,
         hooks: Hooks | None = None,
+        continuing: Continuing | None = None,
     ) -> None:
         self.iam = iam
         self.registry = registry
@@ -154,19 +160,23 @@ class Controller:
         #: a failure's undo may run a little longer than the work it undoes
         self.undo_deadline = undo_deadline or self.deadline
         self.hooks = hooks or Hooks()
+        #: None: work the deadline stops fails (the command line, tests, ``sam local``)
+        self.continuing = continuing
         self._stored: Stored | None = None
         self.physical_id = ""
 
     # -- entry points ------------------------------------------------------------------------
 
-    def handle(self, request: Request) -> Response:
-        """Serve one CloudFormation request. Never raises: every failure is a FAILED answer."""
+    def handle(self, request: Request, stored: Stored | None = None) -> Response:
+        """Serve one CloudFormation request. Never raises: every failure is a FAILED answer;
+        ``IN_PROGRESS`` (with ``continuing``) means no answer yet. ``stored``: the record as the
+        caller just read or wrote it (``continuation.Gate``), saving a read."""
         self.physical_id = (
             request.placeholder if request.kind == "Create" else str(request.physical_id)
         )
         self.hooks.on_physical_id(self.physical_id)
         try:
-            self._stored = self.registry.load(request.key)
+            self._stored = stored if stored is not None else self.registry.load(request.key)
         except JetsDeployIamError as error:
             return Response.failed(self.physical_id, error)
         replay = self.record.answer_for(request.request_id)
@@ -254,7 +264,10 @@ class Controller:
         if actual is not None:
             resuming = self.record.in_progress == request.request_id
             if resuming and entry is not None and entry.matches(actual):
-                owned = entry.ownership  # this very request, delivered again after a crash
+                owned = entry.ownership  # this very request, delivered again or continued
+                last = self.record.last_update
+                if last is not None and last.request_id == request.request_id:
+                    action = "adopt"  # its hand-back record says it adopted the group
             elif declared.adopt_existing_group:
                 action = "adopt"
             else:
@@ -269,6 +282,7 @@ class Controller:
 
     def _create(self, request: Request) -> Response:
         decision = self._decide_create(request)
+        decision = replace(decision, undo=self._so_far(request, decision.undo))
         self._preflight(decision)
         record, undo = _required(decision.record), _required(decision.undo)
         adopted = decision.action == "adopt"
@@ -284,9 +298,12 @@ class Controller:
         try:
             applier.apply(decision.plan)
         except Exception as error:
+            failure = self._go_on(request, decision, applier.result, error)
+            if failure is None:
+                return Response.in_progress(self.physical_id)
             if adopted:
-                return self._hand_back(request, decision, error)
-            return self._failed_create(request, decision, applier.result, error)
+                return self._hand_back(request, decision, failure)
+            return self._failed_create(request, decision, applier.result, failure)
         info = self._info(request.declared, decision.before, applier.result)
         done = replace(_settled(record, applier.result), group_id=info.group_id)
         response = Response("SUCCESS", decision.group, data=info.as_data())
@@ -440,6 +457,8 @@ class Controller:
             response = Response.failed(physical, error)
             self._commit(request, response, lambda r: replace(r, last_update=nothing))
             return response
+        if decision.action != "rollback":  # (a rollback's undo is the record it restores from)
+            decision = replace(decision, undo=self._so_far(request, decision.undo))
         self._preflight(decision)
         undo = _required(decision.undo)
         forward = LastUpdate(
@@ -451,7 +470,10 @@ class Controller:
         try:
             applier.apply(decision.plan)
         except Exception as error:
-            return self._undo_failed_update(request, decision, forward, applier.result, error)
+            failure = self._go_on(request, decision, applier.result, error)
+            if failure is None:
+                return Response.in_progress(self.physical_id)
+            return self._undo_failed_update(request, decision, forward, applier.result, failure)
         if decision.action == "rollback":
             return self._finish_rollback(request, decision, applier.result)
         return self._finish_update(request, decision, forward, applier.result)
@@ -485,7 +507,7 @@ class Controller:
             physical,
             request.properties,
             request.old_properties,
-            Undo.of(decision.plan, decision.before, decision.ownership),
+            _required(self._so_far(request, self._reverse(decision))),
         )
 
         def edit(r: ResourceRecord) -> ResourceRecord:
@@ -580,8 +602,13 @@ class Controller:
             try:
                 applier.apply(decision.plan)
                 break
-            except IamApplyError as error:
-                if error.code != "DeleteConflict":
+            except Exception as error:
+                failure = self._go_on(request, decision, applier.result, error)
+                if failure is None:
+                    return Response.in_progress(self.physical_id)
+                if failure is not error:
+                    raise failure from error
+                if not isinstance(error, IamApplyError) or error.code != "DeleteConflict":
                     raise
                 decision = self._decide_delete(request)  # something joined the group: read again
         else:
@@ -675,6 +702,78 @@ class Controller:
         properties = entry.properties if entry is not None else {}
         policy_name = str(properties.get("PolicyName") or "JetsPolicy")
         return GroupInfo(group.name, group.arn, group.group_id, policy_name)
+
+    # -- continuation across invocations -------------------------------------------------------
+
+    def _go_on(
+        self, request: Request, decision: Decision, result: ApplyResult, error: Exception
+    ) -> Exception | None:
+        """None when the work goes on in a later invocation: the deadline (not IAM) stopped it,
+        this invocation applied something, another invocation would have time, the progress is
+        recorded and the next invocation arranged. Else the error the request fails with (a
+        request that made no progress fails as always)."""
+        going_on = self.continuing
+        if going_on is None or not result.applied or not stopped_by_deadline(error):
+            return error
+        refusal = going_on.refusal()
+        if refusal is not None:
+            to_do = len(decision.plan) - len(result.applied)
+            return DeadlineExceededError(
+                f"stopped with {to_do} of {len(decision.plan)} changes to do: {refusal}; raise "
+                "ServiceTimeout (at most 3600) or split the change into smaller deploys"
+            )
+        try:
+            self._in_progress(request, decision, result, going_on)
+            going_on.arrange()
+        except Exception as failure:
+            logger.error("the work cannot go on in another invocation", exc_info=True)
+            return DeadlineExceededError(
+                f"{reason_for(error)}; going on in another invocation failed "
+                f"({reason_for(failure)})"
+            )
+        return None
+
+    def _in_progress(
+        self, request: Request, decision: Decision, result: ApplyResult, going_on: Continuing
+    ) -> None:
+        """Record what this invocation did, without an answer: a later invocation re-reads the
+        registry and IAM and goes on. The request stays ``in_progress`` (its write-ahead claims
+        hold), and its ``Continuation`` keeps the undo record of everything since its first
+        invocation (a rollback's: its own reverse)."""
+        logger.info(
+            "the deadline stopped work that makes progress: it goes on in another invocation",
+            extra={"applied": len(result.applied), "planned": len(decision.plan)},
+        )
+        undo = self._reverse(decision) if decision.action == "rollback" else decision.undo
+        undo = self._so_far(request, undo)
+        created = str(result.created.get("GroupId") or "")
+        written = decision.record if decision.action not in ("delete", "keep", "restore") else None
+
+        def edit(r: ResourceRecord) -> ResourceRecord:
+            if written is not None:
+                done = _settled(written, result)
+                r = r.with_group(replace(done, group_id=created or done.group_id))
+            before = r.continuation
+            if before is None or before.request_id != request.request_id:
+                before = going_on.fresh(request, decision.group)
+            # the lease is released; a cancellation that came meanwhile stays
+            after = replace(before, group=decision.group, undo=undo, holder=None)
+            return replace(r, in_progress=request.request_id, continuation=after)
+
+        self._stored = self.registry.change(_required(self._stored), edit)
+
+    def _so_far(self, request: Request, undo: Undo | None) -> Undo | None:
+        """``undo`` after the undo record of this request's earlier invocations (first wins)."""
+        going_on = self.record.continuation
+        if undo is None or going_on is None or going_on.undo is None:
+            return undo
+        if going_on.request_id != request.request_id:
+            return undo
+        return going_on.undo.then(undo)
+
+    @staticmethod
+    def _reverse(decision: Decision) -> Undo:
+        return Undo.of(decision.plan, decision.before, decision.ownership)
 
 
 # -- record edits ----------------------------------------------------------------------------
