@@ -12,26 +12,29 @@ from __future__ import annotations
 import collections
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 import pytest
 
 from continuation_sim import FUNCTION, PREFIX, Cloud, StrictLambda, deploy_function
-from helpers import STACK, event, make_users, snapshot
+from helpers import ENV, STACK, event, make_users, snapshot
 from jets_deploy_iam import continuation, handler
 from jets_deploy_iam.continuation import Budget, Continuing, service_timeout, stopped_by_deadline
 from jets_deploy_iam.exceptions import DeadlineExceededError, IamApplyError
 from jets_deploy_iam.ownership import Ownership
-from jets_deploy_iam.protocol import rule_name
+from jets_deploy_iam.protocol import Invocation, rule_name
 from jets_deploy_iam.registry.store import DynamoDBRegistry
-from jets_deploy_iam.request import ResourceKey
+from jets_deploy_iam.request import ResourceKey, parse_request
+from jets_deploy_iam.response import Response
 from jets_deploy_iam.undo import Undo
+from jets_deploy_iam_cli.local.context import FakeLambdaContext
 from jets_deploy_iam_cli.local.receiver import ResponseReceiver
 from strict_iam import StrictIam
 from virtual_time import VirtualClock
 
 if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
     from mypy_boto3_iam import IAMClient
 
 KEY = ResourceKey(STACK, "JetsDeployGroup")
@@ -366,6 +369,26 @@ def test_a_continued_invocation_stops_when_another_request_supersedes_it(
     assert record().continuation.holder is None  # the lease is released for the Delete
     assert cloud.rules() == []  # its rule is gone: CloudFormation gave up on it
     assert cloud.receiver.pending == 0
+
+
+@pytest.mark.parametrize("prefix", [None, PREFIX])
+def test_a_pending_response_is_never_sent(
+    receiver: ResponseReceiver, monkeypatch: pytest.MonkeyPatch, prefix: str | None
+) -> None:
+    """Whether polling is configured or not (``sam local``), no answer leaves for work that goes
+    on, and nothing of polling is built for it here (the controller arranges it)."""
+    if prefix is None:
+        monkeypatch.delenv("JETS_POLL_RULE_PREFIX", raising=False)
+    else:
+        monkeypatch.setenv("JETS_POLL_RULE_PREFIX", prefix)
+    monkeypatch.setenv("SSL_CERT_FILE", str(receiver.cafile))
+    handler.protocol.polling_clients.clear()
+    sent = {**event("Create", {}), "ResponseURL": receiver.url("pending")}
+    context = cast("LambdaContext", FakeLambdaContext())
+    run = lambda _invocation: Response.in_progress("Jets")  # noqa: E731
+    handler.protocol.serve(Invocation(parse_request(sent, ENV), context, run), sent)
+    assert receiver.pending == 0
+    assert handler.protocol.polling_clients == {}
 
 
 # -- the pieces ------------------------------------------------------------------------------

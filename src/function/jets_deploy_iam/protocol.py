@@ -203,8 +203,8 @@ class CfnProtocol(CfnResource):
         """crhelper's switch into ``_polling_init``: only when the work goes on, or a rule must
         go (crhelper turns it on for every request once poll functions are registered)."""
         invocation = self.invocation
-        if invocation is None or invocation.outcome is None:
-            return False
+        if invocation is None or invocation.outcome is None or rule_prefix() is None:
+            return False  # (then crhelper answers, and ``_send`` holds back a pending response)
         return invocation.outcome.pending or bool(invocation.steps.retire)
 
     def _polling_init(self, event: object) -> None:  # noqa: ARG002  (the invocation knows)
