@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from continuation_sim import FUNCTION, PREFIX, Cloud, StrictLambda, deploy_function
 from helpers import ENV, STACK, event, make_users, snapshot
@@ -369,6 +370,48 @@ def test_a_continued_invocation_stops_when_another_request_supersedes_it(
     assert record().continuation.holder is None  # the lease is released for the Delete
     assert cloud.rules() == []  # its rule is gone: CloudFormation gave up on it
     assert cloud.receiver.pending == 0
+
+
+class RefusingTargets:
+    """EventBridge refusing the rule's target (e.g. a role without events:PutTargets)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def put_targets(self, **_kwargs: Any) -> Any:
+        error = {"Error": {"Code": "AccessDeniedException", "Message": "not authorized"}}
+        raise ClientError(error, "PutTargets")  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_when_the_next_invocation_cannot_be_arranged_the_update_fails_now_and_is_undone(
+    cloud: Cloud, strict: StrictIam, iam: IAMClient, handler_clock: VirtualClock, record: Any
+) -> None:
+    make_users(iam, users(60))
+    old = {"Users": users(5)}
+    assert cloud.until_answered(event("Create", old))["Status"] == "SUCCESS"
+    before = snapshot(iam, "Jets")
+    handler.protocol.polling_clients["events"] = RefusingTargets(boto3.client("events"))
+    strict.throttle(rate=0.5, burst=1, clock=handler_clock.now)
+    update = event("Update", {"Users": users(60)}, "Jets", old)
+    assert cloud.send(update)  # answered at once: no invocation would come
+    answer = cloud.receiver.take(update["RequestId"], 1)
+    assert answer["Status"] == "FAILED"
+    reason = answer["Reason"]
+    assert reason.startswith("the work outlasted the invocation, and going on in another failed")
+    assert "AccessDeniedException" in reason
+    assert answer["PhysicalResourceId"] == "Jets"
+    assert cloud.rules() == []  # what was made of its polling went again
+    assert cloud.permissions() == []
+    assert record().continuation is None
+    # Undone in the 5 s the undo keeps, or (at 0.5 writes/s, not all) left to the rollback:
+    assert "(its changes were undone)" in reason or "undoing its changes failed too" in reason
+    strict.throttle(rate=100, clock=handler_clock.now)
+    back = cloud.until_answered(event("Update", old, "Jets", {"Users": users(60)}))
+    assert back["Status"] == "SUCCESS"
+    assert snapshot(iam, "Jets") == before
 
 
 @pytest.mark.parametrize("prefix", [None, PREFIX])

@@ -254,8 +254,17 @@ class CfnProtocol(CfnResource):
         """Make sure a later invocation continues the current request (the controller calls it
         once the progress is recorded); a polling event's rule exists already."""
         invocation = self._current()
-        if not invocation.request.continuation:
+        if invocation.request.continuation:
+            return
+        try:
             self._setup_polling()
+        except Exception:
+            # The request fails now instead: what was made of its polling must not stay behind.
+            request = invocation.request
+            self._remove_polling_of(
+                request.key, request.request_id, invocation.context.function_name
+            )
+            raise
 
     def _setup_polling(self) -> None:
         """crhelper's steps (rule, permission, target), each idempotent: the rule's name comes

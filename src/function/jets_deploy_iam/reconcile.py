@@ -728,8 +728,8 @@ class Controller:
         except Exception as failure:
             logger.error("the work cannot go on in another invocation", exc_info=True)
             return DeadlineExceededError(
-                f"{reason_for(error)}; going on in another invocation failed "
-                f"({reason_for(failure)})"
+                "the work outlasted the invocation, and going on in another failed: "
+                f"{reason_for(failure)}"
             )
         return None
 
