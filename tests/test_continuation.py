@@ -143,6 +143,26 @@ def test_a_quick_request_builds_no_polling_client_and_makes_no_rule(
     assert record().continuation is None
 
 
+def test_the_gate_costs_a_quick_request_no_registry_call(
+    cloud: Cloud, iam: IAMClient, record: Any
+) -> None:
+    """The gate's read is the controller's read: 1 read and 2 writes for a Create, 1 and 1 for
+    a no-op Update, as without continuation."""
+    make_users(iam, users(3))
+    calls: list[str] = []
+    table = handler._clients()[1]
+    assert isinstance(table, DynamoDBRegistry)
+    table.client.meta.events.register(
+        "before-call.dynamodb", lambda model, **_kw: calls.append(model.name)
+    )
+    props = {"Users": users(3)}
+    assert cloud.until_answered(event("Create", props))["Status"] == "SUCCESS"
+    assert (calls.count("GetItem"), calls.count("PutItem")) == (1, 2)
+    calls.clear()
+    assert cloud.until_answered(event("Update", props, "Jets", props))["Status"] == "SUCCESS"
+    assert (calls.count("GetItem"), calls.count("PutItem")) == (1, 1)
+
+
 def test_a_continued_update_keeps_the_first_undo_and_the_rollback_restores_exactly(
     cloud: Cloud, strict: StrictIam, iam: IAMClient, handler_clock: VirtualClock, record: Any
 ) -> None:
