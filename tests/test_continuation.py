@@ -491,7 +491,8 @@ def test_work_goes_on_only_while_another_invocation_would_have_time(
     monkeypatch: pytest.MonkeyPatch, vclock: VirtualClock
 ) -> None:
     monkeypatch.setattr(continuation, "now", vclock.now)
-    policy = Continuing(Budget(vclock.now(), 3600), margin=40, arrange=lambda: None)
+    budget = Budget(vclock.now(), 3600)
+    policy = Continuing(lambda: budget, margin=40, arrange=lambda: None)
     assert policy.refusal() is None
     vclock.sleep(3600 - continuation.ANSWER_RESERVE - continuation.NEXT_INVOCATION_WITHIN - 40 - 59)
     assert "ServiceTimeout (3600 s" in str(policy.refusal())

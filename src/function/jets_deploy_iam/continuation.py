@@ -182,22 +182,24 @@ class Continuing:
     undone, rather than wait for an invocation that never comes.
     """
 
-    budget: Budget
+    #: the request's budget (known once the gate has read the registry)
+    budget: Callable[[], Budget]
     #: what each invocation keeps back from its own end (``ReconcileConfig.deadline_margin``)
     margin: float
     arrange: Callable[[], None]
     #: the request as CloudFormation sent it (the registry keeps it for later invocations)
     event: Mapping[str, Any] = field(default_factory=dict)
     #: the physical id the answer carries when the work is on another group's (``Gate``)
-    answer_id: str | None = None
+    answer_id: Callable[[], str | None] = lambda: None
 
     def refusal(self) -> str | None:
         """None when another invocation would have time to work; else why not (a Reason)."""
-        work = self.budget.left() - NEXT_INVOCATION_WITHIN - self.margin
+        budget = self.budget()
+        work = budget.left() - NEXT_INVOCATION_WITHIN - self.margin
         if work < MIN_WORK:
             return (
                 "another invocation would have no time before CloudFormation's ServiceTimeout "
-                f"({self.budget.service_timeout:.0f} s after the request)"
+                f"({budget.service_timeout:.0f} s after the request)"
             )
         return None
 
@@ -207,9 +209,9 @@ class Continuing:
             request.request_id,
             request.kind,
             group,
-            started_at=self.budget.started_at,
+            started_at=self.budget().started_at,
             event=dict(self.event),
-            answer_id=self.answer_id,
+            answer_id=self.answer_id(),
         )
 
 
@@ -225,6 +227,7 @@ class Steps:
 
 
 Handle = Callable[[Request, Stored], Response]
+Load = Callable[[Request], Stored]
 
 
 class Gate:
@@ -252,13 +255,10 @@ class Gate:
         self.margin = margin
         self.sleep = sleep
         self.steps = Steps()
-        self.stored = registry.load(request.key)
-        going_on = self.stored.record.continuation
-        mine = going_on is not None and going_on.request_id == request.request_id
-        start = going_on.started_at if going_on is not None and mine else started_at
-        self.budget = Budget(start or started_at, service_timeout(request.properties))
+        #: until ``run`` reads the registry: counted from this invocation's start
+        self.budget = Budget(started_at, service_timeout(request.properties))
         self.answer_id: str | None = None
-        self._polled = request.continuation or mine  # this request's rule may exist
+        self._polled = request.continuation  # this request's rule may exist
         self._watching = False
         self._checked = now()
 
@@ -276,7 +276,9 @@ class Gate:
     def continuing(self) -> Continuing | None:
         if self.arrange is None:
             return None  # polling is not configured (the command line, sam local)
-        return Continuing(self.budget, self.margin, self.arrange, self.event, self.answer_id)
+        return Continuing(
+            lambda: self.budget, self.margin, self.arrange, self.event, lambda: self.answer_id
+        )
 
     def watched(self, hooks: Hooks) -> Hooks:
         """``hooks`` whose ``on_applied`` also stops the work once another request superseded
@@ -295,11 +297,20 @@ class Gate:
 
     # -- the invocation ----------------------------------------------------------------------
 
-    def run(self, handle: Handle, physical_id: str) -> Response:
-        """Serve the invocation; ``IN_PROGRESS`` means no answer now."""
-        request, stored = self.request, self.stored
+    def run(self, load: Load, handle: Handle, physical_id: str) -> Response:
+        """Serve the invocation; ``IN_PROGRESS`` means no answer now. ``load`` reads the record
+        the controller needs (``Controller.load``): it is read once, here, and handed on."""
+        request = self.request
+        try:
+            self.stored = stored = load(request)
+        except JetsDeployIamError as error:
+            return Response.failed(physical_id, error)
         record = stored.record
         going_on = record.continuation
+        if going_on is not None and going_on.request_id == request.request_id:
+            self._polled = True
+            if going_on.started_at:  # the request's budget runs from its first invocation
+                self.budget = replace(self.budget, started_at=going_on.started_at)
         if record.answer_for(request.request_id) is not None:
             if request.continuation:  # a late firing: the answer went out already
                 self._retire("already answered")

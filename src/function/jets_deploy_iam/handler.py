@@ -99,10 +99,10 @@ def _run(invocation: Invocation) -> Response:
     try:
         config = ReconcileConfig.from_env()
         iam, registry = _clients()
-        gate = invocation.gate(registry, config)  # the request's time: Lambda's, ServiceTimeout's
     except JetsDeployIamError as error:
         response = Response.failed(invocation.physical_id, error)
     else:
+        gate = invocation.gate(registry, config)  # the request's time: Lambda's, ServiceTimeout's
         controller = Controller(
             iam,
             registry,
@@ -112,7 +112,7 @@ def _run(invocation: Invocation) -> Response:
             gate.watched(_hooks(invocation, tally)),
             gate.continuing(),
         )
-        response = gate.run(controller.handle, invocation.physical_id)
+        response = gate.run(controller.load, controller.handle, invocation.physical_id)
     if not response.pending:
         response = response.within_limits(
             request.key.stack_id, request.request_id, request.key.logical_id

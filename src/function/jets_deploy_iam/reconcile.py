@@ -195,6 +195,11 @@ class Controller:
             self._commit(request, response, _unchanged)
             return response
 
+    def load(self, request: Request) -> Stored:
+        """The record ``handle`` needs for ``request``, for a caller that reads it on its behalf
+        (``continuation.Gate``) and hands it over."""
+        return self.registry.load(request.key)
+
     def preview(self, request: Request) -> Decision:
         """What ``handle`` would do, from the registry and IAM, without writing anything."""
         self._stored = self.registry.load(request.key)
