@@ -194,6 +194,47 @@ def test_a_continued_update_keeps_the_first_undo_and_the_rollback_restores_exact
     assert cloud.rules() == []
 
 
+def test_a_delete_too_long_for_one_invocation_goes_on_emptying_the_group(
+    cloud: Cloud, strict: StrictIam, iam: IAMClient, handler_clock: VirtualClock, record: Any
+) -> None:
+    make_users(iam, users(60))
+    props = {"Users": users(60)}
+    assert cloud.until_answered(event("Create", props))["Status"] == "SUCCESS"
+    strict.throttle(rate=0.5, burst=1, clock=handler_clock.now)
+    answer = cloud.until_answered(event("Delete", props, "Jets"))
+    assert answer["Status"] == "SUCCESS", answer["Reason"]
+    assert answer["PhysicalResourceId"] == "Jets"
+    assert len(cloud.invocations) >= 3  # the Create, then the Delete's two or more
+    assert snapshot(iam, "Jets") is None
+    assert cloud.rules() == []
+    assert record().continuation is None
+
+
+def test_a_continued_adoption_stays_an_adoption(
+    cloud: Cloud, strict: StrictIam, iam: IAMClient, handler_clock: VirtualClock, record: Any
+) -> None:
+    """Its later invocations keep the hand-back record of the first (a failure must give the
+    group back as it was found), and the answer claims the group only once it succeeded."""
+    make_users(iam, users(60))
+    iam.create_group(GroupName="Jets")
+    iam.add_user_to_group(GroupName="Jets", UserName="user0000")
+    strict.throttle(rate=0.5, burst=1, clock=handler_clock.now)
+    create = event("Create", {"Users": users(60), "AdoptExistingGroup": "true"})
+    rule = rule_name(PREFIX, KEY, create["RequestId"])
+    assert not cloud.send(create)
+    first = record().last_update
+    assert first.physical_id.startswith("no-group:")  # the hand-back record
+    assert not cloud.fire(rule)
+    assert record().last_update == first  # kept, not the undo of the remaining plan
+    while not cloud.fire(rule):
+        assert len(cloud.invocations) < 10
+    answer = cloud.receiver.take(create["RequestId"], 1)
+    assert answer["Status"] == "SUCCESS", answer["Reason"]
+    assert answer["PhysicalResourceId"] == "Jets"
+    assert snapshot(iam, "Jets")["members"] == frozenset(users(60))
+    assert record().last_update is None
+
+
 def test_a_request_that_makes_no_progress_fails_instead_of_polling_forever(
     cloud: Cloud, strict: StrictIam, iam: IAMClient, handler_clock: VirtualClock, record: Any
 ) -> None:
