@@ -234,7 +234,9 @@ def scenario_cold_start(runs: int = 9) -> None:
     report("cold start: ratio (handler + client / baseline)", f"{c / b:.2f}", "-")
 
 
-def scenario_continuation(members: int = 5000, rate: float = 10.0, timeout: float = 60.0) -> None:
+def scenario_continuation(
+    members: int = 5000, rate: float = 10.0, timeout: float = 60.0, polling: bool = True
+) -> None:
     """A Create too long for one invocation, through continuation: the real handler with a
     ``timeout``-second Lambda context, crhelper's polling rule in moto's EventBridge (the handler
     invoked again with the rule target's Input at each firing, every minute), the registry in
@@ -267,12 +269,16 @@ def scenario_continuation(members: int = 5000, rate: float = 10.0, timeout: floa
     saved_now, saved_from_env = continuation.now, ReconcileConfig.from_env
     strict = StrictIam()
     label = f"{members:,}-member Create at {rate:g} writes/s, {timeout:g} s function timeout"
+    if not polling:
+        label += ", no continuation"
     real_started = time.perf_counter()
     try:
         ReconcileConfig.from_env = classmethod(from_env)  # type: ignore[method-assign,assignment]
         continuation.now = clock.now  # type: ignore[assignment]
         os.environ.update(JETS_POLL_RULE_PREFIX=PREFIX, JETS_DEADLINE_MARGIN="10",
                           JETS_UNDO_MARGIN="5")  # fmt: skip
+        if not polling:  # as before continuation (and as under sam local)
+            del os.environ["JETS_POLL_RULE_PREFIX"]
         with mock_aws(), strict.installed(), ResponseReceiver() as receiver:
             os.environ["SSL_CERT_FILE"] = str(receiver.cafile)
             create_table(boto3.client("dynamodb", region_name="us-east-1"), "bench-registry")
@@ -308,6 +314,10 @@ def scenario_continuation(members: int = 5000, rate: float = 10.0, timeout: floa
     once = len(adds) == len(set(adds)) == members
     floor = members / rate
     status = answer["Status"] if answer["Status"] == "SUCCESS" else f"FAILED ({answer['Reason']})"
+    if not polling:
+        report(f"{label}: result", status[:60], "-")
+        report(f"{label}: members added", f"{len(set(adds)):,}", "-")
+        return
     report(f"{label}: result", status, "SUCCESS")
     report(f"{label}: invocations", str(len(cloud.invocations)), "-")
     exactly = f"{len(set(adds)):,} / {'yes' if once else 'NO'}"
@@ -320,6 +330,11 @@ def scenario_continuation(members: int = 5000, rate: float = 10.0, timeout: floa
            f"{len(strict.throttled)}", "-")  # fmt: skip
     report(f"{label}: real time of the simulation", f"{time.perf_counter() - real_started:.0f} s",
            "-")  # fmt: skip
+
+
+def scenario_continuation_before_after() -> None:
+    scenario_continuation(polling=False)
+    scenario_continuation()
 
 
 THROTTLED = [(200, 10.0), (1000, 10.0), (300, 2.0)]
@@ -338,7 +353,7 @@ def scenario_all_throttled() -> None:
 SCENARIOS = {
     "calls": scenario_calls,
     "throttled": scenario_all_throttled,
-    "continuation": scenario_continuation,
+    "continuation": scenario_continuation_before_after,
     "delete-e2e": scenario_delete_end_to_end,
     "cold-start": scenario_cold_start,
 }
