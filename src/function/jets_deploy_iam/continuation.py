@@ -289,7 +289,11 @@ class Gate:
             applied(change)
             if self._watching and now() - self._checked >= CHECK_EVERY:
                 self._checked = now()
-                going_on = self.registry.load(self.request.key).record.continuation
+                try:
+                    going_on = self.registry.load(self.request.key).record.continuation
+                except JetsDeployIamError:  # the work goes on; the next check may see it
+                    logger.warning("the registry could not be read to check for a newer request")
+                    return
                 if going_on is not None and going_on.cancelled_by is not None:
                     raise SupersededError(f"superseded by request {going_on.cancelled_by}")
 
