@@ -27,6 +27,7 @@ os.environ.update(
     AWS_DEFAULT_REGION="us-east-1",
     AWS_REGION="us-east-1",
     JETS_REGISTRY_TABLE="bench-registry",
+    POWERTOOLS_LOG_LEVEL="ERROR",  # the handler in process (continuation): no line per change
 )
 for _var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_IAM", "AWS_ENDPOINT_URL_DYNAMODB"):
     os.environ.pop(_var, None)
@@ -272,6 +273,109 @@ def scenario_cold_start(runs: int = 9) -> None:
     report("cold start: ratio (handler + client / baseline)", f"{c / b:.2f}", "-")
 
 
+def scenario_continuation(
+    members: int = 5000, rate: float = 10.0, timeout: float = 60.0, polling: bool = True
+) -> None:
+    """A Create too long for one invocation, through continuation: the real handler with a
+    ``timeout``-second Lambda context, crhelper's polling rule in moto's EventBridge (the handler
+    invoked again with the rule target's Input at each firing, every minute), the registry in
+    moto's DynamoDB, the answer PUT to the local HTTPS receiver.
+
+    Time is virtual (tests/virtual_time.py): IAM's token bucket, the call path's waits, the
+    Lambda context's remaining time, the wall clock of the registry's leases and budget, and
+    EventBridge's firings all run on one clock that moves only when someone waits (concurrent
+    waits each move it, so it runs at least as fast as real time would: the figure is an upper
+    bound). IAM answers after 20 ms of real time, which the clock does not count (at 10 writes/s
+    the bucket's 100 ms a token dominates). Margins scaled to the 60 s timeout: work stops 10 s
+    before the end, a failure's undo 5 s before.
+    """
+    from dataclasses import replace as dc_replace
+
+    from continuation_sim import PREFIX, Cloud, StrictLambda, deploy_function
+    from jets_deploy_iam import continuation, handler
+    from jets_deploy_iam_cli.local.receiver import ResponseReceiver
+    from virtual_time import VirtualClock
+
+    clock = VirtualClock()
+    original = ReconcileConfig.from_env.__func__  # type: ignore[attr-defined]
+
+    def from_env(cls: type[ReconcileConfig], environ: object = os.environ) -> ReconcileConfig:
+        config: ReconcileConfig = original(cls, environ)
+        return dc_replace(config, sleep=clock.sleep, clock=clock.now)
+
+    saved_env = {k: os.environ.get(k) for k in ("JETS_POLL_RULE_PREFIX", "JETS_DEADLINE_MARGIN",
+                                                "JETS_UNDO_MARGIN", "SSL_CERT_FILE")}  # fmt: skip
+    saved_now, saved_from_env = continuation.now, ReconcileConfig.from_env
+    strict = StrictIam()
+    label = f"{members:,}-member Create at {rate:g} writes/s, {timeout:g} s function timeout"
+    if not polling:
+        label += ", no continuation"
+    real_started = time.perf_counter()
+    try:
+        ReconcileConfig.from_env = classmethod(from_env)  # type: ignore[method-assign,assignment]
+        continuation.now = clock.now  # type: ignore[assignment]
+        os.environ.update(JETS_POLL_RULE_PREFIX=PREFIX, JETS_DEADLINE_MARGIN="10",
+                          JETS_UNDO_MARGIN="5")  # fmt: skip
+        if not polling:  # as before continuation (and as under sam local)
+            del os.environ["JETS_POLL_RULE_PREFIX"]
+        with mock_aws(), strict.installed(), ResponseReceiver() as receiver:
+            os.environ["SSL_CERT_FILE"] = str(receiver.cafile)
+            create_table(boto3.client("dynamodb", region_name="us-east-1"), "bench-registry")
+            client = make_iam_client(ReconcileConfig())
+            for name in users(members):
+                client.create_user(UserName=name)
+            deploy_function()
+            handler._clients.cache_clear()
+            handler.protocol.polling_clients.clear()
+            handler.protocol.polling_clients["lambda"] = StrictLambda(boto3.client("lambda"))
+            strict.reset()
+            strict.latency = LATENCY
+            strict.throttle(rate, clock=clock.now)
+            cloud = Cloud(receiver, clock, timeout)
+            started = clock.now()
+            answer = cloud.until_answered(
+                event("Create", {"GroupName": "Continued", "Users": users(members)}), most=200
+            )
+            wall = clock.now() - started
+            answers = 1 + receiver.pending
+            rules_left = len(cloud.rules())
+            permissions_left = len(cloud.permissions())
+            handler.protocol.polling_clients.clear()
+    finally:
+        ReconcileConfig.from_env = saved_from_env  # type: ignore[method-assign]
+        continuation.now = saved_now  # type: ignore[assignment]
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    adds = [c.params["UserName"] for c in strict.accepted_writes if c.action == "AddUserToGroup"]
+    once = len(adds) == len(set(adds)) == members
+    floor = members / rate
+    status = answer["Status"] if answer["Status"] == "SUCCESS" else f"FAILED ({answer['Reason']})"
+    if not polling:
+        report(f"{label}: result", status[:60], "-")
+        report(f"{label}: members added", f"{len(set(adds)):,}", "-")
+        return
+    report(f"{label}: result", status, "SUCCESS")
+    report(f"{label}: invocations", str(len(cloud.invocations)), "-")
+    exactly = f"{len(set(adds)):,} / {'yes' if once else 'NO'}"
+    report(f"{label}: members added / each exactly once", exactly, f"{members:,} / yes")
+    report(f"{label}: answers sent", str(answers), "1")
+    report(f"{label}: rules / permissions left", f"{rules_left} / {permissions_left}", "0 / 0")
+    report(f"{label}: wall (virtual) / floor ({floor:.0f} s)", f"{wall:.0f} s / {wall / floor:.2f}",
+           "-")  # fmt: skip
+    report(f"{label}: writes accepted / refused", f"{len(strict.accepted_writes)} / "
+           f"{len(strict.throttled)}", "-")  # fmt: skip
+    report(f"{label}: real time of the simulation", f"{time.perf_counter() - real_started:.0f} s",
+           "-")  # fmt: skip
+
+
+def scenario_continuation_before_after() -> None:
+    scenario_continuation(polling=False)
+    scenario_continuation()
+
+
 THROTTLED = [(200, 10.0), (1000, 10.0), (300, 2.0)]
 PACING: dict[str, str] = {}  # --pacing: compare the call path's strategies
 
@@ -289,6 +393,7 @@ SCENARIOS = {
     "calls": scenario_calls,
     "throttled": scenario_all_throttled,
     "drift-check": scenario_drift_check,
+    "continuation": scenario_continuation_before_after,
     "delete-e2e": scenario_delete_end_to_end,
     "cold-start": scenario_cold_start,
 }

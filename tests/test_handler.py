@@ -34,8 +34,10 @@ if TYPE_CHECKING:
 
 
 def test_crhelper_builds_no_unused_clients_and_leaves_the_environment_alone() -> None:
-    """Its polling-mode clients cost ~110 ms of cold start; the SAM-local switch must not leak."""
-    assert not hasattr(handler.protocol, "_lambda_client")
+    """Its polling-mode clients cost ~110 ms of cold start (built on first use, which a request
+    that finishes in one invocation never makes); the SAM-local switch must not leak."""
+    assert handler.protocol.polling_clients == {}
+    assert "_logs_client" not in vars(handler.protocol)
     assert "AWS_SAM_LOCAL" not in os.environ
     assert not handler.protocol._sam_local  # only the constructor saw the switch
     assert handler.protocol._sleep_on_delete == 0

@@ -109,7 +109,46 @@ def test_function_settings(template: Any) -> None:
     assert env["POWERTOOLS_LOG_LEVEL"] == {"Ref": "LogLevel"}
     resource = template["Resources"]["JetsDeployGroup"]["Properties"]
     assert resource["ServiceTimeout"] > function["Timeout"]
-    assert resource["ServiceTimeout"] < 3600
+    assert resource["ServiceTimeout"] == 3600  # CloudFormation's maximum: room to continue
+    assert function["Timeout"] == 900
+    assert env["JETS_POLL_RULE_PREFIX"] == {"Fn::Sub": [POLL_PREFIX, {"StackUuid": STACK_UUID}]}
+    assert resource_depends_on(template, "JetsDeployGroup") == ["ContinuationPolicy"]
+
+
+POLL_PREFIX = "jdi-${StackUuid}-"
+STACK_UUID = {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "AWS::StackId"}]}]}
+
+
+def resource_depends_on(template: Any, name: str) -> list[str]:
+    return as_list(template["Resources"][name].get("DependsOn", []))
+
+
+def test_polling_may_touch_only_this_stacks_rules_and_this_function(template: Any) -> None:
+    """crhelper's polling, exactly: its rules by their prefix (the function's JETS_POLL_RULE_PREFIX,
+    this stack's UUID), and the permission of this very function to be invoked by them."""
+    policy = template["Resources"]["ContinuationPolicy"]
+    assert policy["Type"] == "AWS::IAM::RolePolicy"
+    assert policy["Properties"]["RoleName"] == {"Ref": "FunctionRole"}
+    rules, permission = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert sorted(rules["Action"]) == [
+        "events:DeleteRule", "events:PutRule", "events:PutTargets", "events:RemoveTargets",
+    ]  # fmt: skip
+    arn = "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/" + POLL_PREFIX + "*"
+    assert rules["Resource"] == {"Fn::Sub": [arn, {"StackUuid": STACK_UUID}]}
+    assert sorted(permission["Action"]) == ["lambda:AddPermission", "lambda:RemovePermission"]
+    assert permission["Resource"] == {"Fn::GetAtt": ["JetsDeployIamFunction", "Arn"]}
+    for statement in (rules, permission):
+        assert statement["Effect"] == "Allow"
+        assert "Condition" not in statement
+
+
+def test_polling_calls_in_the_code_are_what_the_policy_grants() -> None:
+    source = (SRC / "protocol.py").read_text()
+    called = set(re.findall(r"_(events|lambda)_client\.(\w+)\(", source))
+    assert called == {
+        ("events", "put_rule"), ("events", "put_targets"), ("events", "remove_targets"),
+        ("events", "delete_rule"), ("lambda", "add_permission"), ("lambda", "remove_permission"),
+    }  # fmt: skip
 
 
 def test_custom_resource_properties_are_all_known_to_the_spec(template: Any) -> None:

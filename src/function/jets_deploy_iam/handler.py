@@ -24,7 +24,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from botocore.config import Config
 
-from jets_deploy_iam import enforce, redact
+from jets_deploy_iam import continuation, enforce, redact
 from jets_deploy_iam.changes import Change, Plan
 from jets_deploy_iam.config import Deadline, ReconcileConfig
 from jets_deploy_iam.exceptions import ConfigurationError, JetsDeployIamError, MalformedEventError
@@ -105,19 +105,21 @@ def _run(invocation: Invocation) -> Response:
     except JetsDeployIamError as error:
         response = Response.failed(invocation.physical_id, error)
     else:
-        remaining = invocation.context.get_remaining_time_in_millis() / 1000
+        gate = invocation.gate(registry, config)  # the request's time: Lambda's, ServiceTimeout's
         controller = Controller(
             iam,
             registry,
             config,
-            Deadline.after(remaining - config.deadline_margin),
-            Deadline.after(remaining - config.undo_reserve()),
-            _hooks(invocation, tally),
+            gate.deadline(config.deadline_margin),
+            gate.deadline(config.undo_reserve()),
+            gate.watched(_hooks(invocation, tally)),
+            gate.continuing(),
         )
-        response = controller.handle(request)
-    response = response.within_limits(
-        request.key.stack_id, request.request_id, request.key.logical_id
-    )
+        response = gate.run(controller.load, controller.handle, invocation.physical_id)
+    if not response.pending:
+        response = response.within_limits(
+            request.key.stack_id, request.request_id, request.key.logical_id
+        )
     _summary(request, response, tally)
     return response
 
@@ -175,7 +177,7 @@ def _enforce(trigger: enforce.Trigger, context: LambdaContext, env: Environment)
         reporter.finished(summary)
         return summary.as_data()
     remaining = context.get_remaining_time_in_millis() / 1000
-    deadline = Deadline.after(remaining - config.deadline_margin)
+    deadline = Deadline.after(remaining - config.deadline_margin, config.clock)
     summary = enforce.run(iam, registry, env, trigger, reporter, config, deadline)
     return summary.as_data()
 
@@ -185,6 +187,18 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     """CloudFormation's request in; exactly one answer out (or none, for an unanswerable event).
     The drift check's input in; its summary out (for whoever invoked it synchronously)."""
     env = Environment.from_function_arn(context.invoked_function_arn)
+    if continuation.is_pointer(event) and "ResponseURL" not in event:
+        # crhelper's rule points to its request, which the registry keeps
+        try:
+            expanded = continuation.expand(_clients()[1], event)
+        except JetsDeployIamError:
+            logger.error("the registry cannot be read: the rule fires again", exc_info=True)
+            return None
+        if expanded is None:
+            logger.info("polling event of a request with nothing to go on with: its rule goes")
+            protocol.retire(event, context)
+            return None
+        event = expanded
     try:
         trigger = enforce.parse_trigger(event)
     except MalformedEventError as error:

@@ -16,7 +16,10 @@ The rules (README, "Lifecycle rules"), against CloudFormation as it really behav
 * a failed Update undoes its own writes; CloudFormation's rollback Update (same physical id,
   properties swapped) restores the group exactly from the last Update's undo record;
 * a Delete acts only on a group the registry says this resource owns (same GroupId), and with
-  ``Exclusive`` false removes only what the resource added.
+  ``Exclusive`` false removes only what the resource added;
+* work the deadline stops while it makes progress goes on in a later invocation (``continuing``,
+  see ``continuation.py``): what is done is recorded, no answer is given yet, and the undo record
+  stays the one of the request's first invocation (merged with what later ones found).
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from jets_deploy_iam.changes import Change, CreateGroup, DeleteGroup, Plan
 from jets_deploy_iam.config import Deadline, ReconcileConfig
+from jets_deploy_iam.continuation import Continuing, stopped_by_deadline
 from jets_deploy_iam.exceptions import (
     CorrectionUnderWayError,
+    DeadlineExceededError,
     GroupConflictError,
     IamApplyError,
     InvalidPropertiesError,
@@ -69,6 +74,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: What a Reason must keep, however long the cause before it (the undo's own error is logged).
+UNDO_FAILED = "; undoing its changes failed too: the rollback retries it"
+HAND_BACK_FAILED = "; handing the adopted group back failed too: the rollback Delete retries it"
 #: How many times a Delete re-reads and retries when someone adds to the group meanwhile.
 DELETE_ATTEMPTS = 3
 #: A drift correction starts no IAM call after this many seconds; it holds the record for
@@ -175,6 +183,7 @@ class Controller:
         deadline: Deadline | None = None,
         undo_deadline: Deadline | None = None,
         hooks: Hooks | None = None,
+        continuing: Continuing | None = None,
     ) -> None:
         self.iam = iam
         self.registry = registry
@@ -183,20 +192,24 @@ class Controller:
         #: a failure's undo may run a little longer than the work it undoes
         self.undo_deadline = undo_deadline or self.deadline
         self.hooks = hooks or Hooks()
+        #: None: work the deadline stops fails (the command line, tests, ``sam local``)
+        self.continuing = continuing
         self._stored: Stored | None = None
         self.physical_id = ""
 
     # -- entry points ------------------------------------------------------------------------
 
-    def handle(self, request: Request) -> Response:
-        """Serve one CloudFormation request. Never raises: every failure is a FAILED answer."""
+    def handle(self, request: Request, stored: Stored | None = None) -> Response:
+        """Serve one CloudFormation request. Never raises: every failure is a FAILED answer;
+        ``IN_PROGRESS`` (with ``continuing``) means no answer yet. ``stored``: the record as the
+        caller just read or wrote it (``continuation.Gate``), saving a read."""
         self.physical_id = (
             request.placeholder if request.kind == "Create" else str(request.physical_id)
         )
         self.hooks.on_physical_id(self.physical_id)
         for _attempt in range(CORRECTION_RESTARTS + 1):
             try:
-                self._stored = self._load_unheld(request)
+                self._stored = self._load_unheld(request, stored if _attempt == 0 else None)
             except JetsDeployIamError as error:
                 return Response.failed(self.physical_id, error)
             replay = self.record.answer_for(request.request_id)
@@ -228,10 +241,11 @@ class Controller:
             return self._update(request)
         return self._delete(request)
 
-    def _load_unheld(self, request: Request) -> Stored:
-        """The record and the claims the request needs, once no drift correction holds the
-        record (a bounded wait: a correction holds a record for at most ``HOLD_SECONDS``)."""
-        stored = self.registry.load(request.key, _names_of(request))
+    def _load_unheld(self, request: Request, stored: Stored | None = None) -> Stored:
+        """The record and the claims the request needs (``stored``, if read already), once no
+        drift correction holds the record (a bounded wait: a correction holds a record for at
+        most ``HOLD_SECONDS``)."""
+        stored = stored if stored is not None else self.load(request)
         for _poll in range(HOLD_POLLS):
             held_until = stored.record.held_until
             if not stored.record.held(self.config.now()) or held_until is None:
@@ -243,9 +257,14 @@ class Controller:
             stored = self.registry.load(request.key, _names_of(request))
         return stored
 
+    def load(self, request: Request) -> Stored:
+        """The record ``handle`` needs for ``request``, for a caller that reads it on its behalf
+        (``continuation.Gate``) and hands it over: with the claims of the groups it names."""
+        return self.registry.load(request.key, _names_of(request))
+
     def preview(self, request: Request) -> Decision:
         """What ``handle`` would do, from the registry and IAM, without writing anything."""
-        self._stored = self.registry.load(request.key, _names_of(request))
+        self._stored = self.load(request)
         replay = self.record.answer_for(request.request_id)
         if replay is not None:
             return Decision("none", replay.physical_id, note="already answered: nothing to do")
@@ -388,7 +407,10 @@ class Controller:
         if actual is not None:
             resuming = self.record.in_progress == request.request_id
             if resuming and self._owns(name, actual):
-                owned = self.record.groups[name].ownership  # this request, delivered again
+                owned = self.record.groups[name].ownership  # this request, again or continued
+                last = self.record.last_update
+                if last is not None and last.request_id == request.request_id:
+                    action = "adopt"  # its hand-back record says it adopted the group
             elif declared.adopt_existing_group:
                 action, takeover = "adopt", True
             else:
@@ -413,6 +435,7 @@ class Controller:
 
     def _create(self, request: Request) -> Response:
         decision = self._decide_create(request)
+        decision = replace(decision, undo=self._so_far(request, decision.undo))
         self._preflight(decision)
         record, undo = _required(decision.record), _required(decision.undo)
         adopted = decision.action == "adopt"
@@ -429,9 +452,12 @@ class Controller:
         try:
             applier.apply(decision.plan)
         except Exception as error:
+            failure = self._go_on(request, decision, applier.result, error)
+            if failure is None:
+                return Response.in_progress(self.physical_id)
             if adopted:
-                return self._hand_back(request, decision, error)
-            return self._failed_create(request, decision, applier.result, error)
+                return self._hand_back(request, decision, failure)
+            return self._failed_create(request, decision, applier.result, failure)
         info = self._info(request.declared, decision.before, applier.result)
         done = replace(_settled(record, applier.result), group_id=info.group_id)
         response = Response("SUCCESS", decision.group, data=info.as_data())
@@ -483,15 +509,12 @@ class Controller:
         _log_failure(error)
         failure = self._restore(_required(decision.undo))
         if failure is None:
-            text = f"{reason_for(error)} (adopted group restored)"
+            text, then = reason_for(error), " (adopted group restored)"
             edit: Edit = lambda r: replace(r.without_group(decision.group), last_update=None)  # noqa: E731
         else:
-            text = (
-                f"handing the adopted group back failed, the rollback Delete retries it "
-                f"({reason_for(failure)}); {reason_for(error)}"
-            )
+            text, then = reason_for(error), HAND_BACK_FAILED
             edit = _unchanged  # the write-ahead record and its undo record stay
-        response = Response("FAILED", request.placeholder, shorten(text))
+        response = Response("FAILED", request.placeholder, shorten(text, then=then))
         self._commit(request, response, edit)
         return response
 
@@ -657,6 +680,8 @@ class Controller:
             response = Response.failed(physical, error)
             self._commit(request, response, lambda r: replace(r, last_update=nothing))
             return response
+        if decision.action != "rollback":  # (a rollback's undo is the record it restores from)
+            decision = replace(decision, undo=self._so_far(request, decision.undo))
         self._preflight(decision)
         undo = _required(decision.undo)
         forward = LastUpdate(
@@ -668,7 +693,10 @@ class Controller:
         try:
             applier.apply(decision.plan)
         except Exception as error:
-            return self._undo_failed_update(request, decision, forward, applier.result, error)
+            failure = self._go_on(request, decision, applier.result, error)
+            if failure is None:
+                return Response.in_progress(self.physical_id)
+            return self._undo_failed_update(request, decision, forward, applier.result, failure)
         if decision.action == "rollback":
             return self._finish_rollback(request, decision, applier.result)
         return self._finish_update(request, decision, forward, applier.result)
@@ -702,7 +730,7 @@ class Controller:
             physical,
             request.properties,
             request.old_properties,
-            Undo.of(decision.plan, decision.before, decision.ownership),
+            _required(self._so_far(request, self._reverse(decision))),
         )
 
         def edit(r: ResourceRecord) -> ResourceRecord:
@@ -732,15 +760,12 @@ class Controller:
         _log_failure(error)
         undo = _required(decision.undo)
         failure = self._restore(undo) if result.applied else None
-        reason = reason_for(error)
+        text, then = reason_for(error), ""
         if failure is not None:
-            text = (
-                f"undoing its changes failed too, the rollback retries it "
-                f"({reason_for(failure)}); {reason}"
-            )
-        else:
-            text = f"{reason} (its changes were undone)" if result.applied else reason
-        response = Response("FAILED", str(request.physical_id), shorten(text))
+            then = UNDO_FAILED  # the undo's own error is logged
+        elif result.applied:
+            then = " (its changes were undone)"
+        response = Response("FAILED", str(request.physical_id), shorten(text, then=then))
 
         def edit(r: ResourceRecord) -> ResourceRecord:
             if failure is not None or decision.action == "rollback":
@@ -827,8 +852,13 @@ class Controller:
             try:
                 applier.apply(decision.plan)
                 break
-            except IamApplyError as error:
-                if error.code != "DeleteConflict":
+            except Exception as error:
+                failure = self._go_on(request, decision, applier.result, error)
+                if failure is None:
+                    return Response.in_progress(self.physical_id)
+                if failure is not error:
+                    raise failure from error
+                if not isinstance(error, IamApplyError) or error.code != "DeleteConflict":
                     raise
                 decision = self._decide_delete(request)  # something joined the group: read again
         else:
@@ -942,6 +972,78 @@ class Controller:
         properties = entry.properties if entry is not None else {}
         policy_name = str(properties.get("PolicyName") or "JetsPolicy")
         return GroupInfo(group.name, group.arn, group.group_id, policy_name)
+
+    # -- continuation across invocations -------------------------------------------------------
+
+    def _go_on(
+        self, request: Request, decision: Decision, result: ApplyResult, error: Exception
+    ) -> Exception | None:
+        """None when the work goes on in a later invocation: the deadline (not IAM) stopped it,
+        this invocation applied something, another invocation would have time, the progress is
+        recorded and the next invocation arranged. Else the error the request fails with (a
+        request that made no progress fails as always)."""
+        going_on = self.continuing
+        if going_on is None or not result.applied or not stopped_by_deadline(error):
+            return error
+        refusal = going_on.refusal()
+        if refusal is not None:
+            to_do = len(decision.plan) - len(result.applied)
+            return DeadlineExceededError(
+                f"stopped with {to_do} of {len(decision.plan)} changes to do: {refusal}; raise "
+                "ServiceTimeout (at most 3600) or split the change into smaller deploys"
+            )
+        try:
+            self._in_progress(request, decision, result, going_on)
+            going_on.arrange()
+        except Exception as failure:
+            logger.error("the work cannot go on in another invocation", exc_info=True)
+            return DeadlineExceededError(
+                "the work outlasted the invocation, and going on in another failed: "
+                f"{reason_for(failure)}"
+            )
+        return None
+
+    def _in_progress(
+        self, request: Request, decision: Decision, result: ApplyResult, going_on: Continuing
+    ) -> None:
+        """Record what this invocation did, without an answer: a later invocation re-reads the
+        registry and IAM and goes on. The request stays ``in_progress`` (its write-ahead claims
+        hold), and its ``Continuation`` keeps the undo record of everything since its first
+        invocation (a rollback's: its own reverse)."""
+        logger.info(
+            "the deadline stopped work that makes progress: it goes on in another invocation",
+            extra={"applied": len(result.applied), "planned": len(decision.plan)},
+        )
+        undo = self._reverse(decision) if decision.action == "rollback" else decision.undo
+        undo = self._so_far(request, undo)
+        created = str(result.created.get("GroupId") or "")
+        written = decision.record if decision.action not in ("delete", "keep", "restore") else None
+
+        def edit(r: ResourceRecord) -> ResourceRecord:
+            if written is not None:
+                done = _settled(written, result)
+                r = r.with_group(replace(done, group_id=created or done.group_id))
+            before = r.continuation
+            if before is None or before.request_id != request.request_id:
+                before = going_on.fresh(request, decision.group)
+            # the lease is released; a cancellation that came meanwhile stays
+            after = replace(before, group=decision.group, undo=undo, holder=None)
+            return replace(r, in_progress=request.request_id, continuation=after)
+
+        self._stored = self.registry.change(_required(self._stored), edit)
+
+    def _so_far(self, request: Request, undo: Undo | None) -> Undo | None:
+        """``undo`` after the undo record of this request's earlier invocations (first wins)."""
+        going_on = self.record.continuation
+        if undo is None or going_on is None or going_on.undo is None:
+            return undo
+        if going_on.request_id != request.request_id:
+            return undo
+        return going_on.undo.then(undo)
+
+    @staticmethod
+    def _reverse(decision: Decision) -> Undo:
+        return Undo.of(decision.plan, decision.before, decision.ownership)
 
 
 # -- record edits ----------------------------------------------------------------------------

@@ -19,7 +19,8 @@ from jets_deploy_iam.iam.client import error_code, error_message
 
 MAX_REASON = 256
 MAX_RESPONSE_BYTES = 4096
-Status = Literal["SUCCESS", "FAILED"]
+#: IN_PROGRESS is never sent: the work goes on in another invocation (``continuation.py``).
+Status = Literal["SUCCESS", "FAILED", "IN_PROGRESS"]
 
 
 @dataclass(frozen=True)
@@ -33,9 +34,18 @@ class Response:
     def failed(cls, physical_id: str, error: BaseException) -> Response:
         return cls("FAILED", physical_id, reason_for(error))
 
+    @classmethod
+    def in_progress(cls, physical_id: str) -> Response:
+        """No answer yet: the work goes on in a later invocation."""
+        return cls("IN_PROGRESS", physical_id)
+
     @property
     def ok(self) -> bool:
         return self.status == "SUCCESS"
+
+    @property
+    def pending(self) -> bool:
+        return self.status == "IN_PROGRESS"
 
     def body(self, stack_id: str, request_id: str, logical_id: str) -> dict[str, object]:
         """The JSON CloudFormation expects at the ResponseURL."""
@@ -73,7 +83,9 @@ def reason_for(error: BaseException) -> str:
     return shorten(text)
 
 
-def shorten(text: str, limit: int = MAX_REASON) -> str:
-    if len(text) <= limit:
-        return text
-    return text[: limit - 5].rstrip() + " (\u2026)"
+def shorten(text: str, limit: int = MAX_REASON, then: str = "") -> str:
+    """``text`` cut to fit, followed by ``then`` whole (what must survive the cut)."""
+    room = limit - len(then)
+    if len(text) > room:
+        text = text[: room - 5].rstrip() + " (\u2026)"
+    return text + then

@@ -116,6 +116,32 @@ class Undo:
                 return self.path is not None
         return self.created
 
+    def then(self, later: Undo) -> Undo:
+        """The undo record of this plan followed by ``later`` on the same group (a request that
+        continues in another invocation plans again from where it stopped): every item goes
+        back to its state before the first plan that touched it, so the first record wins and
+        ``later`` adds only what the first did not touch (something changed in between)."""
+        if later.group != self.group or self.created:
+            return self
+        if later.created:  # the group vanished in between and the later plan made it again
+            return later
+        members = {**later.members, **self.members}
+        attached = {**later.attached, **self.attached}
+        inline = {**later.inline, **self.inline}
+        added = later.ownership.only(
+            members.keys() - self.members.keys(),
+            attached.keys() - self.attached.keys(),
+            inline.keys() - self.inline.keys(),
+        )
+        return Undo(
+            group=self.group,
+            path=self.path if self.path is not None else later.path,
+            members=members,
+            attached=attached,
+            inline=inline,
+            ownership=self.ownership.merged(added),
+        )
+
     def restore_ownership(self, now: Ownership) -> Ownership:
         """Ownership once restored: the touched items are owned exactly as they were before."""
         touched = (self.members, self.attached, self.inline)

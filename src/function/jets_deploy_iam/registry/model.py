@@ -10,8 +10,9 @@ previous properties. A record holds, per group the resource manages (two during 
 * ``pair``: the other side of an unfinished rename (a Delete of either side removes it whole);
 
 and, for the resource: the undo record of its last Update (what CloudFormation's rollback Update
-restores), the request under way (write-ahead, not yet committed) and the answers already sent
-(a repeated delivery gets the recorded answer again and makes no write).
+restores), the request under way (write-ahead, not yet committed), the answers already sent
+(a repeated delivery gets the recorded answer again and makes no write) and, while a request's
+work goes on in later invocations, its ``Continuation`` (``continuation.py``).
 
 The scheduled drift check writes to a record only to correct it: it holds the record for a
 bounded time (``held_until``) and CloudFormation requests wait for it, so the two never write
@@ -88,6 +89,42 @@ def _same(a: Any, b: Any) -> bool:
 
 
 @dataclass(frozen=True)
+class Continuation:
+    """A request whose work goes on in later invocations (crhelper's polling: ``continuation.py``).
+
+    Invocations of one request never overlap: each takes the lease (``holder``, until
+    ``lease_until``, the wall-clock end of its Lambda time) before it works, and a request of the
+    same resource that arrives meanwhile (CloudFormation gave up on this one) sets
+    ``cancelled_by`` and takes over once the lease is free.
+    """
+
+    request_id: str
+    kind: str
+    #: the group the request writes to (a Delete that supersedes a Create removes it)
+    group: str
+    #: what the request's invocations so far touched, as it was before the first touched it
+    undo: Undo | None = None
+    #: when its first invocation started (wall clock): CloudFormation's ServiceTimeout runs from
+    #: about then
+    started_at: float = 0.0
+    #: the request as CloudFormation sent it (the polling rule's target only points here)
+    event: Mapping[str, Any] = field(default_factory=dict, hash=False, repr=False)
+    #: the physical id its answer carries when it works on another group (a superseding Delete)
+    answer_id: str | None = None
+    #: how many invocations have worked on it
+    invocations: int = 1
+    #: the Lambda request id of the invocation working on it now, and until when (epoch seconds)
+    holder: str | None = None
+    lease_until: float = 0.0
+    #: the RequestId of the request of this resource that superseded it
+    cancelled_by: str | None = None
+
+    def held(self, now: float, by: str) -> bool:
+        """Is another invocation working on it now?"""
+        return self.holder is not None and self.holder != by and self.lease_until > now
+
+
+@dataclass(frozen=True)
 class ResourceRecord:
     key: ResourceKey
     groups: Mapping[str, GroupRecord] = field(default_factory=dict)
@@ -101,17 +138,23 @@ class ResourceRecord:
     #: a drift correction holds the record until then (epoch seconds): CloudFormation requests
     #: wait for it; a correction that died lets go when the time has passed
     held_until: float | None = None
+    #: the request whose work goes on in later invocations
+    continuation: Continuation | None = None
 
     def answer_for(self, request_id: str) -> Response | None:
         return next((r for rid, r in self.answers if rid == request_id), None)
 
     def with_answer(self, request_id: str, response: Response) -> ResourceRecord:
         kept = tuple((rid, r) for rid, r in self.answers if rid != request_id)
+        going_on = self.continuation
+        if going_on is not None and going_on.request_id == request_id:
+            going_on = None  # answered: nothing goes on
         return replace(
             self,
             answers=(*kept, (request_id, response))[-ANSWERS_KEPT:],
             in_progress=None,
             held_until=None,
+            continuation=going_on,
         )
 
     def held(self, now: float) -> bool:
@@ -193,6 +236,38 @@ def undo_of(data: Mapping[str, Any]) -> Undo:
     )
 
 
+def continuation_json(c: Continuation) -> dict[str, Any]:
+    return {
+        "request_id": c.request_id,
+        "kind": c.kind,
+        "group": c.group,
+        "undo": undo_json(c.undo) if c.undo is not None else None,
+        "started_at": c.started_at,
+        "event": dict(c.event),
+        "answer_id": c.answer_id,
+        "invocations": c.invocations,
+        "holder": c.holder,
+        "lease_until": c.lease_until,
+        "cancelled_by": c.cancelled_by,
+    }
+
+
+def continuation_of(data: Mapping[str, Any]) -> Continuation:
+    return Continuation(
+        request_id=data["request_id"],
+        kind=data["kind"],
+        group=data["group"],
+        undo=undo_of(data["undo"]) if data.get("undo") else None,
+        started_at=float(data.get("started_at", 0.0)),
+        event=dict(data.get("event") or {}),
+        answer_id=data.get("answer_id"),
+        invocations=int(data.get("invocations", 1)),
+        holder=data.get("holder"),
+        lease_until=float(data.get("lease_until", 0.0)),
+        cancelled_by=data.get("cancelled_by"),
+    )
+
+
 def record_json(r: ResourceRecord) -> dict[str, Any]:
     return {
         "groups": {
@@ -229,6 +304,7 @@ def record_json(r: ResourceRecord) -> dict[str, Any]:
         ],
         "in_progress": r.in_progress,
         "held_until": r.held_until,
+        "continuation": continuation_json(r.continuation) if r.continuation else None,
     }
 
 
@@ -268,4 +344,5 @@ def record_of(key: ResourceKey, data: Mapping[str, Any]) -> ResourceRecord:
         ),
         in_progress=data.get("in_progress"),
         held_until=data.get("held_until"),
+        continuation=continuation_of(data["continuation"]) if data.get("continuation") else None,
     )
