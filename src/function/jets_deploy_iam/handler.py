@@ -31,7 +31,7 @@ from jets_deploy_iam.exceptions import ConfigurationError, JetsDeployIamError, M
 from jets_deploy_iam.iam.client import make_iam_client
 from jets_deploy_iam.protocol import CfnProtocol, Invocation
 from jets_deploy_iam.reconcile import Controller, Hooks
-from jets_deploy_iam.registry.store import DynamoDBRegistry, Registry
+from jets_deploy_iam.registry.store import TABLE_VARIABLE, DynamoDBRegistry, Registry
 from jets_deploy_iam.request import Request, parse_request
 from jets_deploy_iam.response import Response
 from jets_deploy_iam.spec import Environment
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
     from mypy_boto3_iam import IAMClient
 
-REGISTRY_TABLE_VARIABLE = "JETS_REGISTRY_TABLE"
+REGISTRY_TABLE_VARIABLE = TABLE_VARIABLE
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "jets-deploy-iam"))
 

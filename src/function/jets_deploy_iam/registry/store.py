@@ -36,6 +36,8 @@ from jets_deploy_iam.request import ResourceKey
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
+#: The function's environment variable naming its table (template.yaml sets it).
+TABLE_VARIABLE = "JETS_REGISTRY_TABLE"
 PARTITION_KEY = "StackId"
 SORT_KEY = "LogicalResourceId"
 CLAIM_PREFIX = "GROUP#"
