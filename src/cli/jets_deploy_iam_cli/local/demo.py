@@ -19,7 +19,6 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TextIO
 
 from jets_deploy_iam.enforce import RECONCILE_ALL, TRIGGER_KEY
-from jets_deploy_iam.exceptions import JetsDeployIamError
 from jets_deploy_iam.iam.reader import read_group
 from jets_deploy_iam.reconcile import Controller
 from jets_deploy_iam.request import ResourceKey
@@ -118,12 +117,11 @@ def _event(step: Step) -> dict[str, Any]:
 def _preview(aws: EmbeddedAws, event: dict[str, Any], style: Style) -> list[str]:
     """What the function will do, decided from the registry and IAM without writing."""
     env = Environment.from_function_arn(FUNCTION_ARN)
-    try:
-        decision = preview(aws.iam, aws.registry, request_from_event(event, env))
-    except JetsDeployIamError as error:
-        return ["  " + style(f"would fail: {error}", "red")]
-    note = ["  " + style(f"({decision.note})", "dim")] if decision.note else []
-    return plan_lines(decision.plan, style) + note
+    shown = preview(aws.iam, aws.registry, request_from_event(event, env))
+    if shown.problems:  # the same pre-flight as the function: it would fail, changing nothing
+        return ["  " + style(f"would fail: {'; '.join(shown.problems)}", "red")]
+    notes = ["  " + style(f"({note})", "dim") for note in shown.notes]
+    return plan_lines(shown.plan, style) + notes
 
 
 def _drift_preview(aws: EmbeddedAws, style: Style) -> list[str]:
