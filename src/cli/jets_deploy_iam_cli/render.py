@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from jets_deploy_iam import policy
-from jets_deploy_iam.plan import Plan
+from jets_deploy_iam.plan import Change, Plan
 from jets_deploy_iam.state import ActualGroup
+
+if TYPE_CHECKING:
+    from jets_deploy_iam_cli.drift import Checked
+    from jets_deploy_iam_cli.preview import Preview
 
 _CODES = {"green": "32", "red": "31", "yellow": "33", "bold": "1", "dim": "2", "cyan": "36"}
 _SYMBOL_COLOURS = {"+": "green", "-": "red", "~": "yellow"}
@@ -80,3 +84,101 @@ def response_lines(response: Mapping[str, Any], style: Style, indent: str = "  "
     if data:
         lines.append(_field("data", "  ".join(f"{k}={v}" for k, v in data.items()), style, indent))
     return lines
+
+
+# -- plan and drift: text for people, JSON for CI ----------------------------------------------
+
+
+def counts(plans: Iterable[Plan]) -> dict[str, int]:
+    changes = [c for plan in plans for c in plan]
+    return {
+        "add": sum(c.symbol == "+" for c in changes),
+        "change": sum(c.symbol == "~" for c in changes),
+        "remove": sum(c.symbol == "-" for c in changes),
+    }
+
+
+def count_line(plans: Iterable[Plan]) -> str:
+    n = counts(plans)
+    return f"{n['add']} to add, {n['change']} to change, {n['remove']} to remove."
+
+
+def preview_lines(preview: Preview, style: Style) -> list[str]:
+    lines = [style(f"plan: {preview.title}", "bold")]
+    if preview.unresolved:
+        lines.append("  " + style("cannot preview: only CloudFormation knows", "red"))
+        lines += [f"    - {why}" for why in preview.unresolved]
+        return lines
+    if preview.request:
+        lines += plan_lines(preview.plan, style)
+    lines += ["  " + style(f"({note})", "dim") for note in preview.notes]
+    if preview.problems:
+        lines.append(
+            "  " + style("the deploy would FAIL (nothing would be changed):", "red", "bold")
+        )
+        lines += ["    - " + style(problem, "red") for problem in preview.problems]
+    return lines
+
+
+def change_json(change: Change) -> dict[str, str]:
+    return {
+        "symbol": change.symbol,
+        "type": type(change).__name__,
+        "group": change.group,
+        "change": change.describe(),
+    }
+
+
+def preview_json(preview: Preview) -> dict[str, Any]:
+    decision = preview.decision
+    return {
+        "title": preview.title,
+        "request": preview.request or None,
+        "group": preview.group or None,
+        "action": decision.action if decision is not None else None,
+        "changes": [change_json(c) for c in preview.plan],
+        "problems": list(preview.problems),
+        "unresolved": list(preview.unresolved),
+        "notes": list(preview.notes),
+    }
+
+
+_STATUS_COLOURS = {"in-sync": "green", "drifted": "red", "replaced": "yellow"}
+
+
+def checked_lines(checked: Checked, style: Style) -> list[str]:
+    key = checked.key
+    where = f"{key.logical_id} of stack {key.stack_name}"
+    colour = _STATUS_COLOURS.get(checked.status, "dim")
+    if checked.status in ("not-checked", "failed"):
+        label = "not checked" if checked.status == "not-checked" else "check FAILED"
+        return [f"{style(label, colour, 'bold')}: {where}: {checked.note}"]
+    lines = [f"{style(checked.status, colour, 'bold')}: {where}: group {checked.group}"]
+    if checked.status == "replaced":
+        lines.append(f"  {checked.note}")
+        lines.append(
+            "  neither apply nor a deploy changes a group this resource does not own; to take "
+            "it over, deploy with AdoptExistingGroup=true"
+        )
+    if checked.status == "drifted":
+        lines += [
+            "  " + style(line, _SYMBOL_COLOURS.get(line[:1], "dim"))
+            for line in checked.plan.lines()
+        ]
+        lines.append(f"  to correct it now: jets-deploy-iam apply --stack {key.stack_name}")
+        if checked.drift_action == "correct":
+            lines.append("  (DriftAction is correct: the scheduled check corrects it too)")
+    return lines
+
+
+def checked_json(checked: Checked) -> dict[str, Any]:
+    return {
+        "stack_id": checked.key.stack_id,
+        "stack": checked.key.stack_name,
+        "logical_id": checked.key.logical_id,
+        "status": checked.status,
+        "group": checked.group or None,
+        "changes": [change_json(c) for c in checked.plan],
+        "note": checked.note or None,
+        "drift_action": checked.drift_action,
+    }

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import boto3
 
-from jets_deploy_iam.registry.store import DynamoDBRegistry, create_table
+from jets_deploy_iam.registry.store import TABLE_VARIABLE, DynamoDBRegistry, create_table
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
@@ -26,18 +26,24 @@ _FAKE_ENV = {
     "AWS_SESSION_TOKEN": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_REGION": "us-east-1",
-    "JETS_REGISTRY_TABLE": REGISTRY_TABLE,
+    TABLE_VARIABLE: REGISTRY_TABLE,
+    # No profile file can name credentials or an endpoint_url (botocore reads both).
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "true",
 }
-#: Anything that could send a request elsewhere than the emulator.
-_ISOLATE = ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_IAM", "AWS_ENDPOINT_URL_DYNAMODB")
+#: Anything else that could send a request elsewhere than the emulator (and every
+#: AWS_ENDPOINT_URL_<SERVICE> variable, found when entering).
+_ISOLATE = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL")
 
 
 @contextlib.contextmanager
 def fake_credentials() -> Iterator[None]:
     """No real credentials or endpoints can be picked up while emulating."""
-    saved = {k: os.environ.get(k) for k in [*_FAKE_ENV, *_ISOLATE]}
+    isolate = {*_ISOLATE, *(k for k in os.environ if k.startswith("AWS_ENDPOINT_URL"))}
+    saved = {k: os.environ.get(k) for k in [*_FAKE_ENV, *isolate]}
     os.environ.update(_FAKE_ENV)
-    for key in _ISOLATE:
+    for key in isolate:
         os.environ.pop(key, None)
     try:
         yield
