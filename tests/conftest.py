@@ -11,7 +11,15 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from helpers import TABLE, Stack, controller_sender, make_policy, make_users
+from helpers import (
+    ROLE,
+    TABLE,
+    MotoCloudFormation,
+    Stack,
+    controller_sender,
+    make_policy,
+    make_users,
+)
 from jets_deploy_iam.config import ReconcileConfig
 from jets_deploy_iam.iam.client import make_iam_client
 from jets_deploy_iam.registry.store import DynamoDBRegistry, create_table
@@ -126,3 +134,28 @@ def world(iam: IAMClient) -> dict[str, str]:
     """Three users and two customer managed policies."""
     make_users(iam, ["alice", "bob", "carol"])
     return {"p1": make_policy(iam, "p1"), "p2": make_policy(iam, "p2")}
+
+
+@pytest.fixture
+def cloudformation(
+    iam: IAMClient, config: ReconcileConfig, monkeypatch: pytest.MonkeyPatch
+) -> MotoCloudFormation:
+    """moto's CloudFormation whose custom resources are served by the real controller."""
+    from moto.awslambda.models import LambdaFunction
+    from moto.cloudformation.models import Stack as MotoStack
+
+    cfn = MotoCloudFormation(iam, config)
+    monkeypatch.setattr(LambdaFunction, "invoke", lambda fn, body, *_: cfn.serve(fn, body))
+    # DescribeStacks: CloudFormation shows a list parameter as "a,b"; moto shows "['a', 'b']".
+    monkeypatch.setattr(
+        MotoStack,
+        "parameter_list",
+        property(
+            lambda stack: [
+                {"ParameterKey": k, "ParameterValue": ",".join(v) if isinstance(v, list) else v}
+                for k, v in stack.resource_map.resolved_parameters.items()
+            ]
+        ),
+    )
+    iam.create_role(RoleName=ROLE.rsplit("/", 1)[1], AssumeRolePolicyDocument="{}")
+    return cfn

@@ -7,6 +7,7 @@ import json
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jets_deploy_iam import policy
@@ -191,3 +192,125 @@ class Stack:
         if response.ok:
             self.physical_id = None
         return response
+
+
+# -- CloudFormation (moto's) running the real controller ------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/jets-deploy-iam-function"
+#: The consumer stack of examples/, with a second resource that exists only when it has users and
+#: takes its users and path through intrinsic functions (ImportValue, Sub, If, NoValue). The
+#: ServiceToken is in long form: moto's YAML reader cannot read a short-form tag around a mapping.
+CONSUMER_TEMPLATE = """
+AWSTemplateFormatVersion: "2010-09-09"
+Parameters:
+  JetsDeployIamStack: {Type: String, Default: jets-deploy-iam}
+  StagingUsers: {Type: CommaDelimitedList, Default: ""}
+  ReaderUsers: {Type: String, Default: ""}
+  Strict: {Type: String, Default: "true", AllowedValues: ["true", "false"]}
+Conditions:
+  HasReaders: !Not [!Equals [!Ref ReaderUsers, ""]]
+  IsStrict: !Equals [!Ref Strict, "true"]
+Resources:
+  StagingDeployGroup:
+    Type: Custom::JetsDeployGroup
+    Properties:
+      ServiceToken: {"Fn::ImportValue": {"Fn::Sub": "${JetsDeployIamStack}-ServiceToken"}}
+      ServiceTimeout: 420
+      GroupName: JetsStaging
+      PolicyName: JetsStagingPolicy
+      PolicyProfile: scoped
+      ResourcePrefix: shop
+      JetsVersion: "5"
+      Users: !Ref StagingUsers
+      Exclusive: !If [IsStrict, "true", "false"]
+  ReadersGroup:
+    Type: Custom::JetsDeployGroup
+    Condition: HasReaders
+    Properties:
+      ServiceToken: {"Fn::ImportValue": {"Fn::Sub": "${JetsDeployIamStack}-ServiceToken"}}
+      GroupName: !Join ["-", [!Ref "AWS::StackName", readers]]
+      GroupPath: !Sub /${AWS::StackName}/
+      Users: !Split [",", !Ref ReaderUsers]
+      DriftAction: !If [IsStrict, correct, !Ref "AWS::NoValue"]
+"""
+
+
+def main_stack_template() -> dict[str, Any]:
+    """template.yaml as CloudFormation holds it after the SAM transform, cut to what moto can
+    create: its parameters, conditions and custom resource as they are, the registry table,
+    the function (a Lambda function with the same logical id and table variable) and the
+    ServiceToken export."""
+    from cfnlint.decode import cfn_yaml
+
+    source = cfn_yaml.load(str(ROOT / "template.yaml"))
+    resources = source["Resources"]
+    function = resources["JetsDeployIamFunction"]["Properties"]
+    table_variable = function["Environment"]["Variables"]["JETS_REGISTRY_TABLE"]
+    return json.loads(json.dumps({
+        "Parameters": source["Parameters"],
+        "Conditions": source["Conditions"],
+        "Resources": {
+            "RegistryTable": {"Type": "AWS::DynamoDB::Table", "Properties": {
+                k: v for k, v in resources["RegistryTable"]["Properties"].items()
+                if k in ("BillingMode", "AttributeDefinitions", "KeySchema")
+            }},
+            "JetsDeployIamFunction": {"Type": "AWS::Lambda::Function", "Properties": {
+                "Runtime": "python3.12", "Handler": function["Handler"], "Role": ROLE,
+                "Code": {"ZipFile": "def lambda_handler(event, context): pass"},
+                "Environment": {"Variables": {"JETS_REGISTRY_TABLE": table_variable}},
+            }},
+            "JetsDeployGroup": resources["JetsDeployGroup"],
+        },
+        "Outputs": {"ServiceToken": source["Outputs"]["ServiceToken"]},
+    }))  # fmt: skip
+
+
+@dataclass
+class MotoCloudFormation:
+    """moto's CloudFormation, with what it lacks for custom resources supplied: it invokes the
+    ServiceToken's function with a Create, here served by the real controller (registry: the
+    function's JETS_REGISTRY_TABLE), and records the physical id the function answered, as
+    CloudFormation does (moto would keep a generated name)."""
+
+    iam: IAMClient
+    config: ReconcileConfig | None = None
+    answers: list[Response] = field(default_factory=list)
+
+    def serve(self, function: Any, body: str) -> None:
+        import boto3
+        from moto.cloudformation import cloudformation_backends
+
+        from jets_deploy_iam.registry.store import DynamoDBRegistry
+
+        sent = json.loads(body)
+        table = function.environment_vars["JETS_REGISTRY_TABLE"]
+        registry = DynamoDBRegistry(boto3.client("dynamodb", region_name="us-east-1"), table)
+        request = parse_request({**sent, "ResponseURL": "https://example.invalid/r"}, ENV)
+        response = Controller(self.iam, registry, self.config).handle(request)
+        self.answers.append(response)
+        stack = cloudformation_backends[ACCOUNT]["us-east-1"].get_stack(sent["StackId"])
+        if response.ok:
+            custom = stack.get_custom_resource(sent["LogicalResourceId"])
+            custom.resource_name = response.physical_id
+            custom.set_data(dict(response.data))
+            stack.verify_readiness()
+
+    def deploy(self, name: str, body: dict[str, Any] | str, **parameters: str) -> str:
+        """Create the stack and wait for its custom resources' answers; its StackId."""
+        import time
+
+        import boto3
+
+        cfn = boto3.client("cloudformation", region_name="us-east-1")
+        text = body if isinstance(body, str) else json.dumps(body)
+        stack_id = cfn.create_stack(
+            StackName=name,
+            TemplateBody=text,
+            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+        )["StackId"]
+        deadline = time.monotonic() + 10
+        while cfn.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"] != "CREATE_COMPLETE":
+            assert time.monotonic() < deadline, f"stack {name} not created: {self.answers}"
+            time.sleep(0.01)
+        return str(stack_id)
