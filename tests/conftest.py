@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING
 
 import boto3
 import pytest
+from botocore.client import BaseClient
 from moto import mock_aws
 
 from helpers import (
     ROLE,
     TABLE,
+    FunctionCalls,
     MotoCloudFormation,
     Stack,
     controller_sender,
@@ -159,3 +161,29 @@ def cloudformation(
     )
     iam.create_role(RoleName=ROLE.rsplit("/", 1)[1], AssumeRolePolicyDocument="{}")
     return cfn
+
+
+# -- what the function calls, recorded across the suite ----------------------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def function_calls() -> Iterator[FunctionCalls]:
+    """Installed for the whole session (botocore's one call entry, and the Lambda entry point)."""
+    from jets_deploy_iam import handler
+
+    calls = FunctionCalls()
+    make_api_call = BaseClient._make_api_call
+
+    def recorded(client: BaseClient, operation: str, params: object) -> object:
+        calls.record(client.meta.service_model.signing_name, operation)
+        return make_api_call(client, operation, params)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(BaseClient, "_make_api_call", recorded)
+        patch.setattr(handler, "lambda_handler", calls.invoking(handler.lambda_handler))
+        yield calls
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``last`` run after the others (they read what the suite recorded)."""
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)

@@ -4,6 +4,8 @@ custom resource (``Stack``), usable against the controller in process or the who
 from __future__ import annotations
 
 import json
+import sys
+import threading
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -314,3 +316,49 @@ class MotoCloudFormation:
             assert time.monotonic() < deadline, f"stack {name} not created: {self.answers}"
             time.sleep(0.01)
         return str(stack_id)
+
+
+# -- what the function calls ----------------------------------------------------------------------
+
+
+class FunctionCalls:
+    """Every AWS operation the function's own code made while a Lambda invocation ran
+    (``handler.lambda_handler``), whoever drove it: the least-privilege test compares the role
+    with this, not with names read from the source."""
+
+    #: the function's package (not the command line's, not the tests')
+    PACKAGE = "jets_deploy_iam."
+
+    def __init__(self) -> None:
+        self.operations: set[tuple[str, str]] = set()
+        self.invocations = 0
+        self._lock = threading.Lock()
+
+    def actions(self, service: str) -> set[str]:
+        """IAM policy actions, e.g. ``iam:CreateGroup``."""
+        return {f"{service}:{op}" for svc, op in self.operations if svc == service}
+
+    def record(self, service: str, operation: str) -> None:
+        if self.invocations and self._called_by_the_function():
+            with self._lock:
+                self.operations.add((service, operation))
+
+    def _called_by_the_function(self) -> bool:
+        frame = sys._getframe(2)
+        while frame is not None:
+            if str(frame.f_globals.get("__name__", "")).startswith(self.PACKAGE):
+                return True
+            frame = frame.f_back  # type: ignore[assignment]
+        return False
+
+    def invoking(self, handler: Callable[..., object]) -> Callable[..., object]:
+        def invocation(*args: object, **kwargs: object) -> object:
+            with self._lock:
+                self.invocations += 1
+            try:
+                return handler(*args, **kwargs)
+            finally:
+                with self._lock:
+                    self.invocations -= 1
+
+        return invocation
