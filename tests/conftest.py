@@ -25,6 +25,7 @@ from helpers import (
 from jets_deploy_iam.config import ReconcileConfig
 from jets_deploy_iam.iam.client import make_iam_client
 from jets_deploy_iam.registry.store import DynamoDBRegistry, create_table
+from jets_deploy_iam_cli.local import context as lambda_context
 from jets_deploy_iam_cli.local.receiver import ResponseReceiver
 from processes import moto_server
 from strict_iam import StrictIam
@@ -63,11 +64,26 @@ class NoSleep:
         self.slept.append(seconds)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_botocore_loader() -> Iterator[None]:
+    """botocore parses its service models (megabytes of JSON) again for every new session, and
+    the function, the command line and the tests make a session per client: most of a handler
+    test's time. One loader for the run parses each model once (the data is read-only)."""
+    from botocore import loaders
+    from botocore import session as botocore_session
+
+    shared = loaders.create_loader()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(botocore_session, "create_loader", lambda *_args: shared)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def handler_clock(monkeypatch: pytest.MonkeyPatch) -> VirtualClock:
     """The handler reads its config from the environment, with the real sleep: there its retry
-    backoff and pacing would make throttling tests slow. They wait in virtual time instead (the
-    retries still happen), on this clock; the handler's deadline stays on the real clock."""
+    backoff, consistency retries and pacing would make tests slow. They wait in virtual time
+    instead (the retries still happen), on this clock; the Lambda context's remaining time runs
+    on it too, so the handler's deadline counts those waits: a test moves time by sleeping."""
     original = ReconcileConfig.from_env.__func__  # type: ignore[attr-defined]
     clock = VirtualClock()
 
@@ -75,6 +91,7 @@ def handler_clock(monkeypatch: pytest.MonkeyPatch) -> VirtualClock:
         return replace(original(cls, environ), sleep=clock.sleep, clock=clock.now)
 
     monkeypatch.setattr(ReconcileConfig, "from_env", classmethod(from_env))
+    monkeypatch.setattr(lambda_context, "lambda_time", clock.now)
     return clock
 
 

@@ -28,6 +28,7 @@ from jets_deploy_iam.iam.reader import read_group
 from jets_deploy_iam_cli.local.invoke import invoke
 from jets_deploy_iam_cli.local.receiver import SIGNATURE, ResponseReceiver
 from strict_iam import StrictIam
+from virtual_time import VirtualClock
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
@@ -276,10 +277,10 @@ def test_short_remaining_time_on_update_keeps_the_old_physical_id(
 
 def test_running_out_of_time_mid_create_is_still_cleaned_up(
     iam: IAMClient, strict: StrictIam, receiver: ResponseReceiver, world: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, handler_clock: VirtualClock,
 ) -> None:  # fmt: skip
     monkeypatch.setenv("JETS_DEADLINE_MARGIN", "1")
-    strict.latency = 0.2
+    strict.on_call = lambda _action: handler_clock.sleep(0.2)  # each IAM call takes 0.2 s
     response = invoke(event("Create", create_props(world)), receiver, timeout_seconds=1.7)
     assert response["Status"] == "FAILED"
     assert "time" in response["Reason"]
