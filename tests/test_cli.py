@@ -18,6 +18,7 @@ import boto3
 import pytest
 
 from helpers import ACCOUNT, Stack, make_policy, make_users
+from jets_deploy_iam.limits import MAX_GROUP_INLINE_POLICY_CHARS
 from jets_deploy_iam_cli import cli
 from strict_iam import StrictIam
 
@@ -249,7 +250,7 @@ def test_policy_prints_the_document_and_its_size(capsys: pytest.CaptureFixture[s
     resources = {r for s in document["Statement"] for r in s["Resource"]}
     assert f"arn:aws:codebuild:*:{ACCOUNT}:project/shop-*" in resources
     compact = json.dumps(document, separators=(",", ":"))
-    assert f"{len(compact)} of 5120 characters" in err
+    assert f"{len(compact)} of {MAX_GROUP_INLINE_POLICY_CHARS} characters" in err
     assert "Jets 6" in err
 
 

@@ -13,6 +13,7 @@ from jets_deploy_iam.config import ReconcileConfig
 from jets_deploy_iam.exceptions import IamApplyError
 from jets_deploy_iam.iam.applier import apply_plan
 from jets_deploy_iam.iam.reader import read_group
+from jets_deploy_iam.limits import MAX_ATTACHED_POLICIES, MAX_GROUPS_PER_USER
 from jets_deploy_iam.ownership import Ownership
 from jets_deploy_iam.plan import AttachPolicy, Plan, plan_reconcile
 from strict_iam import StrictIam
@@ -240,16 +241,16 @@ def test_a_removal_iam_calls_gone_but_a_read_contradicts_is_an_error(
 
 
 def test_eleventh_attachment_is_refused_by_iam(iam: IAMClient) -> None:
-    arns = [make_policy(iam, f"p{i}") for i in range(11)]
-    apply_plan(iam, plan_reconcile(declared(ManagedPolicyArns=arns[:10]), None))
+    arns = [make_policy(iam, f"p{i}") for i in range(MAX_ATTACHED_POLICIES + 1)]
+    apply_plan(iam, plan_reconcile(declared(ManagedPolicyArns=arns[:-1]), None))
     with pytest.raises(IamApplyError) as caught:
-        apply_plan(iam, Plan((AttachPolicy("Jets", arns[10]),)))
+        apply_plan(iam, Plan((AttachPolicy("Jets", arns[-1]),)))
     assert caught.value.code == "LimitExceeded"
 
 
 def test_user_in_ten_groups_is_refused_by_iam(iam: IAMClient) -> None:
     make_users(iam, ["alice"])
-    for i in range(10):
+    for i in range(MAX_GROUPS_PER_USER):
         iam.create_group(GroupName=f"other{i}")
         iam.add_user_to_group(GroupName=f"other{i}", UserName="alice")
     iam.create_group(GroupName="Jets")
@@ -286,11 +287,14 @@ def test_user_already_in_ten_groups_fails_before_any_write(
     iam: IAMClient, strict: StrictIam, stack: Stack
 ) -> None:
     make_users(iam, ["alice", "bob"])
-    for i in range(10):
+    for i in range(MAX_GROUPS_PER_USER):
         iam.create_group(GroupName=f"other{i}")
         iam.add_user_to_group(GroupName=f"other{i}", UserName="alice")
     strict.reset()
-    assert "alice is already in 10 groups" in stack.create({"Users": "bob,alice"}).reason
+    assert (
+        f"alice is already in {MAX_GROUPS_PER_USER} groups"
+        in stack.create({"Users": "bob,alice"}).reason
+    )
     assert strict.writes == []
 
 
@@ -304,7 +308,7 @@ def test_a_rename_counts_the_temporary_extra_group(
         iam.add_user_to_group(GroupName=f"other{i}", UserName="alice")
     strict.reset()
     response = stack.update({"GroupName": "Renamed", "Users": "alice"})
-    assert "alice is already in 10 groups" in response.reason
+    assert f"alice is already in {MAX_GROUPS_PER_USER} groups" in response.reason
     assert strict.writes == []
 
 
@@ -317,12 +321,12 @@ def test_missing_managed_policy_fails_before_any_write(strict: StrictIam, stack:
 def test_foreign_attachments_count_toward_the_limit(
     iam: IAMClient, strict: StrictIam, stack: Stack
 ) -> None:
-    arns = [make_policy(iam, f"p{i}") for i in range(11)]
+    arns = [make_policy(iam, f"p{i}") for i in range(MAX_ATTACHED_POLICIES + 1)]
     iam.create_group(GroupName="Jets")
     for arn in arns[:5]:
         iam.attach_group_policy(GroupName="Jets", PolicyArn=arn)
     strict.reset()
-    props = {"ManagedPolicyArns": arns[5:11], "Exclusive": "false", "AdoptExistingGroup": "true"}
+    props = {"ManagedPolicyArns": arns[5:], "Exclusive": "false", "AdoptExistingGroup": "true"}
     assert "would have 11 managed policies" in stack.create(props).reason
     assert strict.writes == []
 

@@ -8,6 +8,7 @@ import pytest
 
 from jets_deploy_iam import policy
 from jets_deploy_iam.exceptions import InvalidPropertiesError
+from jets_deploy_iam.limits import MAX_ATTACHED_POLICIES, MAX_GROUP_INLINE_POLICY_CHARS
 from jets_deploy_iam.spec import Environment, is_group_name, parse_previous, parse_properties
 
 ENV = Environment(partition="aws", account_id="111122223333")
@@ -168,7 +169,7 @@ def test_app_managed_policy_arns_are_checked_and_scoped_only() -> None:
 def test_too_many_app_managed_policies_for_the_inline_limit_is_named() -> None:
     arns = ",".join(f"arn:aws:iam::123456789012:policy/{'p' * 100}-{i}" for i in range(10))
     message = problems(PolicyProfile="scoped", ResourcePrefix="shop", AppManagedPolicyArns=arns)
-    assert "IAM allows 5120 per group" in message
+    assert f"IAM allows {MAX_GROUP_INLINE_POLICY_CHARS} per group" in message
     assert "AppManagedPolicyArns" in message
 
 
@@ -229,13 +230,15 @@ def test_policy_arn_of_another_partition() -> None:
 
 
 def test_more_than_ten_policies() -> None:
-    arns = ",".join(f"arn:aws:iam::111122223333:policy/p{i}" for i in range(11))
-    assert "lists 11 policies: IAM attaches at most 10" in problems(ManagedPolicyArns=arns)
+    over = MAX_ATTACHED_POLICIES + 1
+    arns = ",".join(f"arn:aws:iam::111122223333:policy/p{i}" for i in range(over))
+    message = f"lists {over} policies: IAM attaches at most {MAX_ATTACHED_POLICIES}"
+    assert message in problems(ManagedPolicyArns=arns)
 
 
 def test_ten_policies_are_fine() -> None:
-    arns = [f"arn:aws:iam::111122223333:policy/p{i}" for i in range(10)]
-    assert len(parse(ManagedPolicyArns=arns).managed_policy_arns) == 10
+    arns = [f"arn:aws:iam::111122223333:policy/p{i}" for i in range(MAX_ATTACHED_POLICIES)]
+    assert len(parse(ManagedPolicyArns=arns).managed_policy_arns) == MAX_ATTACHED_POLICIES
 
 
 def test_policy_over_5120_characters() -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from jets_deploy_iam.exceptions import ConfigurationError, DeadlineExceededError
+from jets_deploy_iam.limits import MAX_PAGE_ITEMS
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class ReconcileConfig:
     backoff_initial: float = 0.25
     backoff_max: float = 4.0
     #: MaxItems for paged reads (IAM's maximum; it may still return fewer).
-    page_size: int = 1000
+    page_size: int = MAX_PAGE_ITEMS
     #: Stop starting IAM work when less than this many seconds of Lambda time are left.
     deadline_margin: float = 40.0
     #: A failure's undo (or an adoption's hand-back) may start IAM calls until this many seconds

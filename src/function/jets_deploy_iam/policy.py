@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
 
+from jets_deploy_iam.limits import MAX_GROUP_INLINE_POLICY_CHARS
 from jets_deploy_iam.profiles import BASELINE_SERVICES, baseline_document, scoped_document
 from jets_deploy_iam.profiles.document import VERSION, Document
 
@@ -32,7 +33,6 @@ __all__ = [
 ]
 
 #: IAM's limit for all inline policies of one group, whitespace not counted.
-MAX_GROUP_INLINE_POLICY_CHARS = 5120
 
 _LIST_KEYS = ("Action", "NotAction", "Resource", "NotResource")
 _WHITESPACE = re.compile(r"\s")

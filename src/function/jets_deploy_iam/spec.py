@@ -14,9 +14,8 @@ from typing import Any
 
 from jets_deploy_iam import policy, profiles
 from jets_deploy_iam.exceptions import InvalidPropertiesError
+from jets_deploy_iam.limits import MAX_ATTACHED_POLICIES
 from jets_deploy_iam.profiles.generations import DEFAULT_JETS_VERSION
-
-MAX_ATTACHED_POLICIES = 10
 
 _NAME = re.compile(r"[\w+=,.@-]+", re.ASCII)
 _PATH = re.compile(r"/|/[\x21-\x7e]*/")

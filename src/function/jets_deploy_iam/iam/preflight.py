@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 from jets_deploy_iam import policy
 from jets_deploy_iam.exceptions import PreflightError
 from jets_deploy_iam.iam.client import error_code, is_code
+from jets_deploy_iam.limits import MAX_ATTACHED_POLICIES, MAX_GROUPS_PER_USER, MAX_PAGE_ITEMS
 from jets_deploy_iam.plan import (
     AddMember,
     AttachPolicy,
@@ -25,13 +26,10 @@ from jets_deploy_iam.plan import (
     Plan,
     PutPolicy,
 )
-from jets_deploy_iam.spec import MAX_ATTACHED_POLICIES
 from jets_deploy_iam.state import ActualGroup
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
-
-MAX_GROUPS_PER_USER = 10
 
 
 @dataclass(frozen=True)
@@ -41,7 +39,7 @@ class _User:
 
 
 def preflight(
-    client: IAMClient, plan: Plan, actual: ActualGroup | None, page_size: int = 1000
+    client: IAMClient, plan: Plan, actual: ActualGroup | None, page_size: int = MAX_PAGE_ITEMS
 ) -> None:
     """Raise PreflightError naming every reason the plan would fail; read-only."""
     problems: list[str] = []

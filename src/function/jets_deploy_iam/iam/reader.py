@@ -10,13 +10,14 @@ from botocore.exceptions import ClientError
 
 from jets_deploy_iam import policy
 from jets_deploy_iam.iam.client import is_code
+from jets_deploy_iam.limits import MAX_PAGE_ITEMS
 from jets_deploy_iam.state import ActualGroup
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
 
 
-def read_group(client: IAMClient, name: str, page_size: int = 1000) -> ActualGroup | None:
+def read_group(client: IAMClient, name: str, page_size: int = MAX_PAGE_ITEMS) -> ActualGroup | None:
     """The group called exactly ``name``, or None.
 
     IAM looks names up case-insensitively; a group whose stored name differs in case is a
@@ -37,7 +38,9 @@ def read_group(client: IAMClient, name: str, page_size: int = 1000) -> ActualGro
     )
 
 
-def read_members(client: IAMClient, name: str, page_size: int = 1000) -> frozenset[str] | None:
+def read_members(
+    client: IAMClient, name: str, page_size: int = MAX_PAGE_ITEMS
+) -> frozenset[str] | None:
     """Only the members of the group called exactly ``name`` (every page), or None."""
     found = _group_and_members(client, name, page_size)
     return None if found is None else found[1]
@@ -90,7 +93,7 @@ def _attached(client: IAMClient, name: str, page_size: int) -> Iterable[str]:
 
 
 def find_group(
-    client: IAMClient, names: Iterable[str], page_size: int = 1000
+    client: IAMClient, names: Iterable[str], page_size: int = MAX_PAGE_ITEMS
 ) -> ActualGroup | None:
     """The first of ``names`` that exists (used to find a group after a failed rename)."""
     seen: set[str] = set()
