@@ -356,3 +356,22 @@ def test_fixture_events_run_through_the_handler(iam: IAMClient, receiver: Respon
     created = copy.deepcopy(created)
     created["ResourceProperties"]["ManagedPolicyArns"] = [make_policy(iam, "AWS_ConfigRole")]
     assert invoke(created, receiver)["Status"] == "SUCCESS"
+
+
+def test_a_new_group_not_yet_visible_is_retried_on_the_injected_clock(
+    strict: StrictIam, receiver: ResponseReceiver, world: dict[str, str],
+    handler_clock: VirtualClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """IAM answers NoSuchEntity for a group it just created: the handler's consistency retries
+    back off on the clock its config was given (ReconcileConfig.from_env), never time.sleep."""
+    import time
+
+    def real_sleep(seconds: float) -> None:
+        raise AssertionError(f"time.sleep({seconds}) in a handler test")
+
+    monkeypatch.setattr(time, "sleep", real_sleep)
+    strict.settle_after_create = 3  # the next 3 calls naming the new group: NoSuchEntity
+    response = invoke(event("Create", create_props(world)), receiver)
+    assert response["Status"] == "SUCCESS", response["Reason"]
+    assert strict.actions().count("PutGroupPolicy") == 4  # the first call naming it, 3 retries
+    assert sum(handler_clock.slept) >= 0.25 + 0.5 + 1.0  # the backoff, waited in virtual time
