@@ -3,6 +3,7 @@ custom resource (``Stack``), usable against the controller in process or the who
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import threading
@@ -238,18 +239,19 @@ Resources:
 """
 
 
-def main_stack_template() -> dict[str, Any]:
+@functools.cache
+def main_stack_template() -> str:
     """template.yaml as CloudFormation holds it after the SAM transform, cut to what moto can
     create: its parameters, conditions and custom resource as they are, the registry table,
     the function (a Lambda function with the same logical id and table variable) and the
-    ServiceToken export."""
+    ServiceToken export. As JSON text (read once: CloudFormation takes text)."""
     from cfnlint.decode import cfn_yaml
 
     source = cfn_yaml.load(str(ROOT / "template.yaml"))
     resources = source["Resources"]
     function = resources["JetsDeployIamFunction"]["Properties"]
     table_variable = function["Environment"]["Variables"]["JETS_REGISTRY_TABLE"]
-    return json.loads(json.dumps({
+    return json.dumps({
         "Parameters": source["Parameters"],
         "Conditions": source["Conditions"],
         "Resources": {
@@ -265,7 +267,7 @@ def main_stack_template() -> dict[str, Any]:
             "JetsDeployGroup": resources["JetsDeployGroup"],
         },
         "Outputs": {"ServiceToken": source["Outputs"]["ServiceToken"]},
-    }))  # fmt: skip
+    })  # fmt: skip
 
 
 @dataclass
