@@ -14,9 +14,12 @@ import subprocess
 from pathlib import Path
 
 import boto3
+import pytest
 
 from jets_deploy_iam_cli.local.receiver import ResponseReceiver
 from processes import run_handler
+
+pytestmark = pytest.mark.sam  # `make unit` leaves these to `make test`/`make artifact`
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / ".aws-sam" / "build" / "JetsDeployIamFunction"

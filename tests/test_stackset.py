@@ -33,6 +33,8 @@ from moto import mock_aws
 import upload
 from generate import BUCKET_PLACEHOLDER
 
+pytestmark = pytest.mark.sam  # `make unit` leaves these to `make test`/`make artifact`
+
 ROOT = Path(__file__).resolve().parent.parent
 SAM_PYTHON = ROOT / ".venv-sam" / "bin" / "python"
 RUNTIME_PYTHON = ROOT / ".venv-runtime" / "bin" / "python"
