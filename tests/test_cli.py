@@ -483,3 +483,15 @@ def test_an_endpoint_nobody_listens_on_is_one_line(capsys: pytest.CaptureFixture
     )
     assert code == cli.EXIT_ERROR
     assert err == 'error: Could not connect to the endpoint URL: "http://127.0.0.1:9/"\n'
+
+
+def test_without_the_local_tools_demo_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "moto", None)  # as after `pip install .` without [local]
+    code, _, err = run(capsys, "demo")
+    assert code == cli.EXIT_ERROR
+    assert err == (
+        "error: this command needs the local tools (moto is missing): "
+        "pip install 'jets-deploy-iam[local]'\n"
+    )

@@ -626,6 +626,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_ERROR
 
 
+#: What the ``[local]`` extra installs (``demo`` and ``invoke`` import them).
+_LOCAL_TOOLS = frozenset({"moto", "cryptography", "werkzeug", "flask", "responses"})
+
+
 def _one_line(error: Exception, endpoint: str | None) -> str | None:
     """What to tell the user about ``error``; None for a bug (its traceback is wanted)."""
     if isinstance(error, NoCredentialsError):
@@ -637,6 +641,11 @@ def _one_line(error: Exception, endpoint: str | None) -> str | None:
         return (
             "no AWS credentials found: configure them (aws configure, AWS_PROFILE, --profile), "
             "or pass --endpoint-url to use a local emulator (a moto server)"
+        )
+    if isinstance(error, ModuleNotFoundError) and str(error.name).split(".")[0] in _LOCAL_TOOLS:
+        return (
+            f"this command needs the local tools ({error.name} is missing): "
+            "pip install 'jets-deploy-iam[local]'"
         )
     if isinstance(error, NoRegionError):
         return "no region: pass --region (the stack's region) or set AWS_REGION"
