@@ -406,13 +406,14 @@ def no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def test_without_credentials_the_message_says_what_to_do(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    no_credentials(monkeypatch, tmp_path)
-    code, out, err = run(capsys, "plan", "--account-id", ACCOUNT)
-    assert (code, out) == (cli.EXIT_ERROR, "")
-    assert err == (
-        "error: no AWS credentials found: configure them (aws configure, AWS_PROFILE, "
-        "--profile), or pass --endpoint-url to use a local emulator (a moto server)\n"
-    )
+    no_credentials(monkeypatch, tmp_path)  # and no region: IAM and STS need none
+    for argv in (["--account-id", ACCOUNT], ["--group-name", "Jets"]):
+        code, out, err = run(capsys, "plan", *argv)
+        assert (code, out) == (cli.EXIT_ERROR, "")
+        assert err == (
+            "error: no AWS credentials found: configure them (aws configure, AWS_PROFILE, "
+            "--profile), or pass --endpoint-url to use a local emulator (a moto server)\n"
+        )
 
 
 def test_an_endpoint_needs_no_credentials_and_no_region(

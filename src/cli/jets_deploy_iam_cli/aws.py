@@ -89,6 +89,10 @@ class Aws:
             "no region: pass --region (the stack's region) or set AWS_REGION / a profile region"
         )
 
+    def global_region(self) -> str:
+        """The region of a global service's calls (IAM, STS): no need to ask the user."""
+        return self.region or self.session().region_name or IAM_REGION
+
     def client(self, service: str, region: str | None = None) -> Any:
         """A client of a regional service (cloudformation, dynamodb, lambda, sts)."""
         where = region or self.regional_region()
@@ -96,8 +100,7 @@ class Aws:
 
     def iam(self, config: ReconcileConfig | None = None) -> IAMClient:
         """IAM as the function calls it (its call path: pacing, retries), in IAM's region."""
-        region = self.region or self.session().region_name or IAM_REGION
-        return make_iam_client(config, self.endpoint_url, self.session(region))
+        return make_iam_client(config, self.endpoint_url, self.session(self.global_region()))
 
     @contextlib.contextmanager
     def for_the_handler(self) -> Iterator[None]:

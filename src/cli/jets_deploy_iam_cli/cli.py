@@ -319,7 +319,7 @@ def _environment(args: argparse.Namespace, aws: Aws, token: str | None) -> Envir
         return Environment(args.partition or "aws", args.account_id)
     if token:
         return Environment.from_function_arn(token)
-    identity = aws.client("sts", aws.region or None).get_caller_identity()
+    identity = aws.client("sts", aws.global_region()).get_caller_identity()
     partition = str(identity["Arn"]).split(":")[1]
     return Environment(args.partition or partition, str(identity["Account"]))
 
@@ -437,7 +437,13 @@ def _drift(args: argparse.Namespace, style: Style) -> int:
         registry = DynamoDBRegistry(aws.client("dynamodb"), args.registry_table)
         where = RegistryLocation(args.registry_table, "", "--registry-table")
     else:
-        registry, where = _stack_registry(aws, read_stack(aws, args.main_stack), None)
+        try:
+            main = read_stack(aws, args.main_stack)
+        except StackError as error:
+            raise UsageError(
+                f"{error}: name the registry with --stack, --main-stack or --registry-table"
+            ) from error
+        registry, where = _stack_registry(aws, main, None)
     print(f"registry: {where.table} ({where.source})", file=sys.stderr)
     keys = drifts.registered_keys(registry, stack_id)
     results = drifts.check(aws.iam(), registry, keys)
