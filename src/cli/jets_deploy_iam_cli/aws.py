@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 #: IAM's home region: its global endpoint signs requests for it.
 IAM_REGION = "us-east-1"
+#: Read-only commands have a person waiting: a few attempts, not the function's eight (an
+#: endpoint nobody listens on is an answer after a second, not after ten).
+READ_ONLY = ReconcileConfig(max_attempts=3)
 #: What a local emulator accepts as credentials (moto's documented test values).
 DUMMY_CREDENTIALS = {
     "aws_access_key_id": "testing",

@@ -39,7 +39,7 @@ from jets_deploy_iam.iam.reader import read_group
 from jets_deploy_iam.registry.store import DynamoDBRegistry, MemoryRegistry, Registry
 from jets_deploy_iam.spec import Environment, parse_properties
 from jets_deploy_iam_cli import drift as drifts
-from jets_deploy_iam_cli.aws import Aws, UsageError, check_endpoint
+from jets_deploy_iam_cli.aws import READ_ONLY, Aws, UsageError, check_endpoint
 from jets_deploy_iam_cli.preview import (
     Preview,
     preview,
@@ -356,7 +356,7 @@ def _plan(args: argparse.Namespace, style: Style) -> int:
         return _plan_stack(args, aws, style)
     if args.parameter_overrides:
         raise UsageError("--parameter-overrides needs --stack (the stack whose parameters change)")
-    iam = aws.iam()
+    iam = aws.iam(READ_ONLY)
     registry = _event_registry(aws, args.registry_table)
     if args.event is not None:
         event = _read_event(args.event)
@@ -379,7 +379,7 @@ def _plan_stack(args: argparse.Namespace, aws: Aws, style: Style) -> int:
     stack = read_stack(aws, args.stack, parse_overrides(args.parameter_overrides))
     registry, where = _stack_registry(aws, stack, args.registry_table)
     _note_stack(stack, where)
-    previews = preview_stack(aws.iam(), registry, stack)
+    previews = preview_stack(aws.iam(READ_ONLY), registry, stack)
     return _report_plan(previews, args.output, style)
 
 
@@ -446,7 +446,7 @@ def _drift(args: argparse.Namespace, style: Style) -> int:
         registry, where = _stack_registry(aws, main, None)
     print(f"registry: {where.table} ({where.source})", file=sys.stderr)
     keys = drifts.registered_keys(registry, stack_id)
-    results = drifts.check(aws.iam(), registry, keys)
+    results = drifts.check(aws.iam(READ_ONLY), registry, keys)
     drifted = any(c.status in ("drifted", "replaced") for c in results)
     failed = any(c.status == "failed" for c in results)
     code = EXIT_ERROR if failed else EXIT_DRIFT if drifted else EXIT_OK
