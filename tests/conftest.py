@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
@@ -198,8 +198,8 @@ def function_calls() -> Iterator[FunctionCalls]:
     calls = FunctionCalls()
     make_api_call = BaseClient._make_api_call
 
-    def recorded(client: BaseClient, operation: str, params: object) -> object:
-        calls.record(client.meta.service_model.signing_name, operation)
+    def recorded(client: BaseClient, operation: str, params: Mapping[str, Any]) -> object:
+        calls.record(client.meta.service_model.signing_name, operation, params)
         return make_api_call(client, operation, params)
 
     with pytest.MonkeyPatch.context() as patch:

@@ -340,10 +340,10 @@ class FunctionCalls:
         """IAM policy actions, e.g. ``iam:CreateGroup``."""
         return {f"{service}:{op}" for svc, op in self.operations if svc == service}
 
-    def record(self, service: str, operation: str) -> None:
+    def record(self, service: str, operation: str, params: Mapping[str, Any]) -> None:
         if self.invocations and self._called_by_the_function():
             with self._lock:
-                self.operations.add((service, operation))
+                self.operations.update((service, a) for a in _authorized_as(operation, params))
 
     def _called_by_the_function(self) -> bool:
         frame = sys._getframe(2)
@@ -364,3 +364,20 @@ class FunctionCalls:
                     self.invocations -= 1
 
         return invocation
+
+
+#: A DynamoDB transaction is authorized item by item, as the operation each item performs.
+_TRANSACTION_ITEMS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+    "Get": "GetItem",
+}
+
+
+def _authorized_as(operation: str, params: Mapping[str, Any]) -> set[str]:
+    """The IAM actions a call needs: its own name, except for DynamoDB's transactions."""
+    if operation in ("TransactWriteItems", "TransactGetItems"):
+        return {_TRANSACTION_ITEMS[kind] for item in params["TransactItems"] for kind in item}
+    return {operation}

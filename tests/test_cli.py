@@ -19,6 +19,7 @@ import pytest
 
 from helpers import ACCOUNT, Stack, make_policy, make_users
 from jets_deploy_iam.limits import MAX_GROUP_INLINE_POLICY_CHARS
+from jets_deploy_iam.registry.store import DynamoDBRegistry
 from jets_deploy_iam_cli import cli
 from strict_iam import StrictIam
 
@@ -388,7 +389,8 @@ def test_invoke_against_a_moto_server(
         "dynamodb", endpoint_url=moto_server, region_name="us-east-1",
         aws_access_key_id="x", aws_secret_access_key="x",
     )  # fmt: skip
-    assert dynamodb.scan(TableName="invoke-registry")["Count"] == 1
+    records = [s.record for s in DynamoDBRegistry(dynamodb, "invoke-registry").scan()]
+    assert [r.current for r in records] == ["JetsOnMotoServer"]  # the function recorded it
 
 
 # -- local use: regions, endpoints, credentials, errors -----------------------------------------

@@ -354,7 +354,7 @@ def test_drift_is_honest_about_missing_and_replaced_groups(
     ]
     assert (
         f"replaced: StagingDeployGroup of stack {CONSUMER}: group {staging}\n"
-        "  the group was replaced outside CloudFormation (another GroupId): left alone\n"
+        "  the group was replaced or taken over outside this resource: left alone\n"
     ) in out
     assert "no-group:" not in out
 

@@ -233,7 +233,8 @@ def test_a_fault_iam_recovers_from_is_retried_through_while_time_remains(
     position: int, code: str,
 ) -> None:  # fmt: skip
     strict.fail_write(position, code, attempts=100)
-    response = invoke(event("Create", create_props(world)), receiver)
+    # 100 backoffs of up to 4 s (virtual, counted by the deadline) fit the template's 900 s
+    response = invoke(event("Create", create_props(world)), receiver, timeout_seconds=900)
     assert response["Status"] == "SUCCESS", response["Reason"]
     assert len(strict.faulted) == 100
     group = snapshot(iam, "Jets")

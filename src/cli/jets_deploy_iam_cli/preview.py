@@ -9,7 +9,7 @@ full quota are shown as the deploy's failure, never as a plan that looks fine.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +18,7 @@ from jets_deploy_iam.iam.preflight import preflight
 from jets_deploy_iam.iam.reader import read_group
 from jets_deploy_iam.plan import Plan
 from jets_deploy_iam.reconcile import Controller, Decision
-from jets_deploy_iam.registry.store import Registry, Stored
+from jets_deploy_iam.registry.store import Claim, ClaimWrite, Registry, Stored
 from jets_deploy_iam.request import Request, parse_request
 from jets_deploy_iam.spec import Environment, parse_properties
 
@@ -43,13 +43,18 @@ class ReadOnlyRegistry(Registry):
     def __init__(self, inner: Registry) -> None:
         self.inner = inner
 
-    def load(self, key: ResourceKey) -> Stored:
-        return self.inner.load(key)
+    def _read(
+        self, key: ResourceKey, names: Iterable[str]
+    ) -> tuple[ResourceRecord, int, dict[str, Claim]]:
+        return self.inner._read(key, names)
+
+    def _read_claims(self, names: Iterable[str]) -> dict[str, Claim]:
+        return self.inner._read_claims(names)
 
     def scan(self) -> Iterator[Stored]:
         return self.inner.scan()
 
-    def save(self, record: ResourceRecord, version: int) -> int:  # noqa: ARG002
+    def _write(self, record: ResourceRecord, version: int, claims: list[ClaimWrite]) -> None:  # noqa: ARG002
         raise AssertionError(f"a read-only command tried to write {record.key.logical_id}")
 
 

@@ -201,10 +201,10 @@ def _quiet() -> Iterator[None]:
             os.environ.pop(name, None)
 
 
-def run(out: TextIO = sys.stdout) -> int:
+def run(out: TextIO | None = None) -> int:
     """Run every step; exit 0 only if each step answered as the contract says it must."""
     with _quiet():
-        return _run_all(out)
+        return _run_all(out or sys.stdout)  # the stream of now, not of the first import
 
 
 def _run_all(out: TextIO) -> int:
