@@ -427,3 +427,21 @@ def test_apply_applies_only_the_plan_that_was_confirmed(
         "it; run apply again to see the new plan\n"
     )
     assert strict.writes == []
+
+
+def test_a_resource_the_registry_does_not_know_is_named_not_skipped(
+    main_stack: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A group deployed before the registry existed has no record: drift cannot compare it with a
+    declaration it never recorded, and says so instead of printing nothing."""
+    registry = registry_of(MAIN)
+    registry.client.delete_item(
+        TableName=registry.table,
+        Key={"StackId": {"S": main_stack}, "LogicalResourceId": {"S": "JetsDeployGroup"}},
+    )
+    code, out, err = run(capsys, "drift", "--stack", MAIN)
+    assert (code, out) == (cli.EXIT_OK, "the registry holds no resource of stack jets-deploy-iam\n")
+    assert (
+        f"not registered: JetsDeployGroup of stack {MAIN} (deployed before the registry, or never "
+        "created): not checked; deploy it once with this version\n"
+    ) in err

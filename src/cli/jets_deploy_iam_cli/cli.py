@@ -37,6 +37,7 @@ from jets_deploy_iam.exceptions import JetsDeployIamError
 from jets_deploy_iam.iam.client import error_code, error_message
 from jets_deploy_iam.iam.reader import read_group
 from jets_deploy_iam.registry.store import DynamoDBRegistry, MemoryRegistry, Registry
+from jets_deploy_iam.request import ResourceKey
 from jets_deploy_iam.spec import Environment, parse_properties
 from jets_deploy_iam_cli import drift as drifts
 from jets_deploy_iam_cli.aws import READ_ONLY, Aws, UsageError, check_endpoint
@@ -428,11 +429,10 @@ def _report_plan(previews: Sequence[Preview], output: str, style: Style) -> int:
 
 def _drift(args: argparse.Namespace, style: Style) -> int:
     aws = _aws(args)
-    stack_id: str | None = None
+    stack: DeployedStack | None = None
     if args.stack is not None:
         stack = read_stack(aws, args.stack)
         registry, where = _stack_registry(aws, stack, args.registry_table)
-        stack_id = stack.stack_id
     elif args.registry_table is not None:
         registry = DynamoDBRegistry(aws.client("dynamodb"), args.registry_table)
         where = RegistryLocation(args.registry_table, "", "--registry-table")
@@ -445,7 +445,9 @@ def _drift(args: argparse.Namespace, style: Style) -> int:
             ) from error
         registry, where = _stack_registry(aws, main, None)
     print(f"registry: {where.table} ({where.source})", file=sys.stderr)
-    keys = drifts.registered_keys(registry, stack_id)
+    keys = drifts.registered_keys(registry, stack.stack_id if stack else None)
+    if stack is not None:
+        _unregistered(stack, keys)
     results = drifts.check(aws.iam(READ_ONLY), registry, keys)
     drifted = any(c.status in ("drifted", "replaced") for c in results)
     failed = any(c.status == "failed" for c in results)
@@ -475,10 +477,7 @@ def _apply(args: argparse.Namespace, style: Style) -> int:
     print(f"registry: {where.table} ({where.source})", file=sys.stderr)
     iam = aws.iam()
     keys = drifts.registered_keys(registry, stack.stack_id)
-    unregistered = sorted({r.logical_id for r in stack.resources} - {k.logical_id for k in keys})
-    for logical in unregistered:
-        print(f"not registered: {logical} of stack {args.stack} (deployed before the registry, "
-              "or never created): deploy it once with this version first")  # fmt: skip
+    unregistered = _unregistered(stack, keys)
     results = drifts.check(iam, registry, keys)
     for checked in results:
         for line in checked_lines(checked, style):
@@ -500,6 +499,18 @@ def _apply(args: argparse.Namespace, style: Style) -> int:
     for checked in left:
         print(f"still differs: {checked.key.logical_id}: group {checked.group or '-'}")
     return EXIT_ERROR if left or stuck else EXIT_OK
+
+
+def _unregistered(stack: DeployedStack, keys: Sequence[ResourceKey]) -> list[str]:
+    """The stack's resources the registry has no record of, said so (on stderr)."""
+    missing = sorted({r.logical_id for r in stack.resources} - {k.logical_id for k in keys})
+    for logical in missing:
+        print(
+            f"not registered: {logical} of stack {stack.name} (deployed before the registry, "
+            "or never created): not checked; deploy it once with this version",
+            file=sys.stderr,
+        )
+    return missing
 
 
 def _confirmed(question: str) -> bool:
