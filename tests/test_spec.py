@@ -287,3 +287,17 @@ def test_placeholder_ids_are_not_group_names() -> None:
     assert is_group_name("Jets")
     assert not is_group_name("failed-create:abc")
     assert not is_group_name("")
+
+
+def test_a_long_value_keeps_its_distinguishing_end_and_balanced_quotes() -> None:
+    """The issue's example: the deprecated ARN was cut after 40 characters, hiding which policy
+    it was, with an unbalanced quote."""
+    message = problems(ManagedPolicyArns="arn:aws:iam::aws:policy/service-role/AWSConfigRole")
+    shown = message[message.index("entry ") + len("entry ") : message.index(" is deprecated")]
+    assert shown.startswith("'arn:aws:iam")
+    assert shown.endswith("/AWSConfigRole'")  # which policy, and the closing quote
+    assert "\u2026" in shown  # cut in the middle, said so
+    long_user = "deployment-team-member-number-" + "x" * 40 + "-alice!"
+    message = problems(Users=long_user)
+    assert "\u2026" in message
+    assert "-alice!'" in message
