@@ -157,6 +157,9 @@ def test_plan_stack_of_a_stack_that_is_not_ours(
     code, _, err = run(capsys, "plan", "--stack", "nope")
     assert code == cli.EXIT_ERROR
     assert err.startswith("error: stack nope: Stack with id nope does not exist")
+    code, _, err = run(capsys, "plan", "--stack", "not-ours", "--region", "eu-west-1")
+    assert code == cli.EXIT_ERROR  # --region: CloudFormation is regional, the stack is not there
+    assert err.startswith("error: stack not-ours: Stack with id not-ours does not exist")
 
 
 def test_plan_stack_of_a_consumer_with_two_resources(
