@@ -17,7 +17,7 @@ from jets_deploy_iam.config import ReconcileConfig
 from jets_deploy_iam.exceptions import JetsDeployIamError
 from jets_deploy_iam.plan import Plan
 from jets_deploy_iam.reconcile import Controller, Drift, Hooks
-from jets_deploy_iam.registry.store import Registry
+from jets_deploy_iam.registry.store import Registry, Unreadable
 from jets_deploy_iam.request import ResourceKey
 from jets_deploy_iam.spec import Environment
 from jets_deploy_iam_cli.preview import ReadOnlyRegistry
@@ -83,7 +83,8 @@ def check(iam: IAMClient, registry: Registry, keys: Iterable[ResourceKey]) -> li
 
 def registered_keys(registry: Registry, stack_id: str | None = None) -> list[ResourceKey]:
     """The keys of every record (of one stack's, with ``stack_id``), in a stable order."""
-    keys = [s.record.key for s in registry.scan()]
+    # an undecodable record is checked too: its check fails and says why
+    keys = [s.key if isinstance(s, Unreadable) else s.record.key for s in registry.scan()]
     if stack_id is not None:
         keys = [k for k in keys if k.stack_id == stack_id]
     return sorted(keys, key=lambda k: (k.stack_name, k.stack_id, k.logical_id))

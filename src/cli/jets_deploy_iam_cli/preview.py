@@ -18,7 +18,7 @@ from jets_deploy_iam.iam.preflight import preflight
 from jets_deploy_iam.iam.reader import read_group
 from jets_deploy_iam.plan import Plan
 from jets_deploy_iam.reconcile import Controller, Decision
-from jets_deploy_iam.registry.store import Claim, ClaimWrite, Registry, Stored
+from jets_deploy_iam.registry.store import Claim, ClaimWrite, Registry, Stored, Unreadable
 from jets_deploy_iam.request import Request, parse_request
 from jets_deploy_iam.spec import Environment, parse_properties
 
@@ -51,7 +51,7 @@ class ReadOnlyRegistry(Registry):
     def _read_claims(self, names: Iterable[str]) -> dict[str, Claim]:
         return self.inner._read_claims(names)
 
-    def scan(self) -> Iterator[Stored]:
+    def scan(self) -> Iterator[Stored | Unreadable]:
         return self.inner.scan()
 
     def _write(self, record: ResourceRecord, version: int, claims: list[ClaimWrite]) -> None:  # noqa: ARG002
