@@ -17,6 +17,7 @@ from helpers import (
     TABLE,
     FunctionCalls,
     MotoCloudFormation,
+    NoSleep,
     Stack,
     controller_sender,
     make_policy,
@@ -52,23 +53,6 @@ os.environ["JETS_REGISTRY_TABLE"] = TABLE
 
 
 __all__ = ["moto_server"]
-
-
-class NoSleep:
-    """Stands in for time.sleep: records the backoff instead of waiting it out, and moves its
-    own clock (``now``) by it, so what waits for time to pass (the call path's send-rate bucket)
-    does not spin on the real clock meanwhile."""
-
-    def __init__(self) -> None:
-        self.slept: list[float] = []
-        self._now = 1000.0
-
-    def __call__(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self._now += max(0.0, seconds)
-
-    def now(self) -> float:
-        return self._now
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -38,6 +38,23 @@ BIG_POLICY = (
 )
 
 
+class NoSleep:
+    """Stands in for time.sleep: records the backoff instead of waiting it out, and moves its
+    own clock (``now``) by it, so what waits for time to pass (the call path's send-rate bucket)
+    does not spin on the real clock meanwhile."""
+
+    def __init__(self) -> None:
+        self.slept: list[float] = []
+        self._now = 1000.0
+
+    def __call__(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self._now += max(0.0, seconds)
+
+    def now(self) -> float:
+        return self._now
+
+
 def declared(**props: Any) -> DeclaredGroup:
     return parse_properties(props, ENV)
 

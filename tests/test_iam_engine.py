@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from conftest import NoSleep
-from helpers import ACCOUNT, BIG_POLICY, Stack, declared, make_policy, make_users, users
+from helpers import ACCOUNT, BIG_POLICY, NoSleep, Stack, declared, make_policy, make_users, users
 from jets_deploy_iam.config import ReconcileConfig
 from jets_deploy_iam.exceptions import IamApplyError
 from jets_deploy_iam.iam.applier import apply_plan
