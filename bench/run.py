@@ -69,8 +69,10 @@ class DynamoCalls:
         self.calls.append(model.name)  # type: ignore[attr-defined]
 
     def take(self) -> str:
-        reads = sum(1 for c in self.calls if c == "GetItem")
-        writes = sum(1 for c in self.calls if c == "PutItem")
+        """Requests, as DynamoDB bills them: a record and its claims are one BatchGetItem; a
+        write is one PutItem, or one TransactWriteItems when claims change with the record."""
+        reads = sum(1 for c in self.calls if c in ("GetItem", "BatchGetItem"))
+        writes = sum(1 for c in self.calls if c in ("PutItem", "TransactWriteItems"))
         self.calls.clear()
         return f"{reads} / {writes}"
 
