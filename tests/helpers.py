@@ -315,13 +315,16 @@ class MotoCloudFormation:
             custom = stack.get_custom_resource(sent["LogicalResourceId"])
             custom.resource_name = response.physical_id
             custom.set_data(dict(response.data))
-            stack.verify_readiness()
+            # No stack.verify_readiness() here: from this thread it can race moto's lazy
+            # resource map and build a resource that is still being created a second time (a
+            # second Create, another RequestId, at once). ``deploy`` checks from its own thread.
 
     def deploy(self, name: str, body: dict[str, Any] | str, **parameters: str) -> str:
         """Create the stack and wait for its custom resources' answers; its StackId."""
         import time
 
         import boto3
+        from moto.cloudformation import cloudformation_backends
 
         cfn = boto3.client("cloudformation", region_name="us-east-1")
         text = body if isinstance(body, str) else json.dumps(body)
@@ -330,10 +333,12 @@ class MotoCloudFormation:
             TemplateBody=text,
             Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
         )["StackId"]
+        stack = cloudformation_backends[ACCOUNT]["us-east-1"].get_stack(stack_id)
         deadline = time.monotonic() + 10
         while cfn.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"] != "CREATE_COMPLETE":
             assert time.monotonic() < deadline, f"stack {name} not created: {self.answers}"
             time.sleep(0.01)
+            stack.verify_readiness()  # every resource is built by now: no second Create
         return str(stack_id)
 
 
