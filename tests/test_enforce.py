@@ -324,6 +324,42 @@ def test_a_group_deleted_by_hand_is_reported_and_recreated_when_correcting(
     assert snapshot(iam, "Jets") is None
 
 
+@pytest.mark.parametrize("mode", ["report", "correct"])
+def test_a_group_renamed_by_hand_is_found_by_its_group_id_and_renamed_back_when_correcting(
+    iam: IAMClient, strict: StrictIam, registry: DynamoDBRegistry, receiver: ResponseReceiver,
+    world: dict[str, str], mode: str,
+) -> None:  # fmt: skip
+    """``aws iam update-group --new-group-name`` keeps the GroupId, the members and the policy:
+    the rights live on under a name nothing manages. Re-creating the registered name (what a
+    group deleted by hand gets) would leave them there; the group itself goes back instead."""
+    props = {"Users": "alice,bob", "ManagedPolicyArns": world["p1"], "DriftAction": mode}
+    deploy(receiver, props)
+    deployed = snapshot(iam, "Jets")
+    iam.update_group(GroupName="Jets", NewGroupName="Hidden", NewPath="/elsewhere/")
+    iam.add_user_to_group(GroupName="Hidden", UserName="carol")  # and one more member
+    strict.reset()
+    with function_logs() as lines:
+        summary = scheduled()
+
+    [drift] = messages(lines, "drift")
+    assert drift["plan"] == [
+        "~ rename group Hidden back to Jets (path /)",
+        "- remove user carol",
+    ]
+    assert "renamed by hand to Hidden" in drift["note"]
+    assert summary["drifted"] == 1
+    if mode == "report":
+        assert strict.writes == []
+        assert snapshot(iam, "Jets") is None
+        assert snapshot(iam, "Hidden")["members"] == {"alice", "bob", "carol"}
+        return
+    assert snapshot(iam, "Hidden") is None
+    assert snapshot(iam, "Jets") == deployed  # the very group: same GroupId, path, content
+    assert [w.action for w in strict.writes] == ["UpdateGroup", "RemoveUserFromGroup"]
+    assert invoke(event("Delete", props, "Jets"), receiver)["Status"] == "SUCCESS"
+    assert snapshot(iam, "Jets") is None
+
+
 def test_each_resource_is_enforced_by_its_own_drift_action(
     iam: IAMClient, strict: StrictIam, registry: DynamoDBRegistry, world: dict[str, str]
 ) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from helpers import (
     OTHER_STACK,
+    STACK,
     Stack,
     controller_sender,
     event,
@@ -20,7 +21,7 @@ from helpers import (
 from jets_deploy_iam.config import Deadline, ReconcileConfig
 from jets_deploy_iam.reconcile import Controller
 from jets_deploy_iam.registry.store import DynamoDBRegistry
-from jets_deploy_iam.request import parse_request
+from jets_deploy_iam.request import ResourceKey, parse_request
 from strict_iam import StrictIam
 
 if TYPE_CHECKING:
@@ -327,6 +328,40 @@ def _env() -> Any:
 
 
 # -- 7. an adoption is handed back on every kind of failure -------------------------------------
+
+
+def test_an_update_that_takes_over_another_stacks_group_and_fails_gives_the_claim_back(
+    iam: IAMClient, registry: DynamoDBRegistry, stack: Stack, strict: StrictIam,
+    world: dict[str, str],
+) -> None:  # fmt: skip
+    """S2's resource still answers to "Jets" (its group was deleted by hand and S1 then made
+    and claimed a new "Jets"). S2 deploys AdoptExistingGroup, and the Update fails half way:
+    undone, then CloudFormation's rollback Update. S1 must still own its group: its Update
+    applies and its Delete removes the group."""
+    s2 = Stack(controller_sender(iam, registry), stack=OTHER_STACK)
+    assert s2.create({"Users": "bob"}).ok
+    iam.remove_user_from_group(GroupName="Jets", UserName="bob")
+    iam.delete_group_policy(GroupName="Jets", PolicyName="JetsPolicy")
+    iam.delete_group(GroupName="Jets")
+    assert stack.create({"Users": "alice"}).ok  # the stale claim of S2 is taken over
+    found = snapshot(iam, "Jets")
+    strict.fail_write(2, "LimitExceeded")
+    props = {"Users": "bob", "ManagedPolicyArns": world["p1"], "AdoptExistingGroup": "true"}
+    s1_key = ResourceKey(STACK, "JetsDeployGroup")
+    failed = s2.send(event("Update", props, "Jets", s2.props, stack=OTHER_STACK))
+    assert not failed.ok
+    assert "undone" in failed.reason
+    assert snapshot(iam, "Jets") == found
+    assert registry.load(s1_key, ["Jets"]).owns("Jets", found["id"])  # given back at once
+    strict.clear_faults()
+    back = s2.send(event("Update", s2.props, "Jets", props, stack=OTHER_STACK))  # the rollback
+    assert back.ok, back.reason
+    assert snapshot(iam, "Jets") == found
+
+    assert stack.update({"Users": "alice,carol"}).ok
+    assert snapshot(iam, "Jets")["members"] == {"alice", "carol"}
+    assert stack.delete().ok
+    assert snapshot(iam, "Jets") is None
 
 
 @pytest.mark.parametrize("failure", ["ServiceFailure", "connection", "deadline"])

@@ -51,12 +51,17 @@ class CreateGroup(Change):
 class UpdateGroup(Change):
     """Move the group to another path, in place (members, policies and GroupId are kept).
 
-    Renames are never done in place: a new name is a replacement (see ``plan.plan_copy``).
+    A declared new name is never done in place: it is a replacement (see ``plan.plan_copy``).
+    ``new_name`` only gives a group renamed by hand its registered name back (the drift
+    check's correction): the same GroupId, members and policies, under the name it answers to.
     """
 
     new_path: str
+    new_name: str | None = None
 
     def describe(self) -> str:
+        if self.new_name is not None:
+            return f"rename group {self.group} back to {self.new_name} (path {self.new_path})"
         return f"move group {self.group} to path {self.new_path}"
 
 

@@ -226,7 +226,7 @@ class Steps:
     retire: list[str] = field(default_factory=list)
 
 
-Handle = Callable[[Request, Stored], Response]
+Handle = Callable[[Request, Stored, str | None], Response]
 Load = Callable[[Request], Stored]
 
 
@@ -319,7 +319,7 @@ class Gate:
             if request.continuation:  # a late firing: the answer went out already
                 self._retire("already answered")
                 return Response.in_progress(physical_id)
-            return handle(request, stored)  # a repeated delivery: answered again, as always
+            return handle(request, stored, None)  # a repeated delivery: answered as before
         if going_on is None:
             return self._run(handle, stored)
         if going_on.request_id == request.request_id:
@@ -378,9 +378,7 @@ class Gate:
 
     def _run(self, handle: Handle, stored: Stored, target: str | None = None) -> Response:
         request = self.request if target is None else replace(self.request, physical_id=target)
-        response = handle(request, stored)
-        if self.answer_id is not None:
-            response = replace(response, physical_id=self.answer_id)
+        response = handle(request, stored, self.answer_id)
         if not response.pending:
             if self._polled:
                 self._retire("answered")

@@ -75,7 +75,9 @@ class Trigger:
     group: str | None = None
 
     def covers(self, stored: Stored) -> bool:
-        return self.group is None or stored.record.current == self.group
+        """IAM names are case-insensitive: a call may spell the group in any case."""
+        current = stored.record.current
+        return self.group is None or (current is not None and current.lower() == self.group.lower())
 
     @property
     def scope(self) -> str:

@@ -244,8 +244,8 @@ def state_after(actual: ActualGroup | None, plan: Plan) -> ActualGroup | None:
                 group = None
             case _ if group is None:
                 continue
-            case UpdateGroup(new_path=new_path):
-                group = replace(group, path=new_path)
+            case UpdateGroup(new_path=new_path, new_name=new_name):
+                group = replace(group, path=new_path, name=new_name or group.name)
             case AddMember(user=user):
                 group = replace(group, members=group.members | {user})
             case RemoveMember(user=user):

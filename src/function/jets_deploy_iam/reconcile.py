@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from jets_deploy_iam.changes import Change, CreateGroup, DeleteGroup, Plan
+from jets_deploy_iam.changes import Change, CreateGroup, DeleteGroup, Plan, UpdateGroup
 from jets_deploy_iam.config import Deadline, ReconcileConfig
 from jets_deploy_iam.continuation import Continuing, stopped_by_deadline
 from jets_deploy_iam.exceptions import (
@@ -46,7 +46,7 @@ from jets_deploy_iam.exceptions import (
 from jets_deploy_iam.iam.applier import Applier, ApplyResult
 from jets_deploy_iam.iam.callpath import bounded_by
 from jets_deploy_iam.iam.preflight import preflight
-from jets_deploy_iam.iam.reader import read_group
+from jets_deploy_iam.iam.reader import find_group_by_id, read_group
 from jets_deploy_iam.ownership import Ownership, legacy_ownership
 from jets_deploy_iam.plan import (
     copied_content,
@@ -60,9 +60,10 @@ from jets_deploy_iam.registry.model import (
     HOLD_SECONDS,
     GroupRecord,
     LastUpdate,
+    PreviousOwner,
     ResourceRecord,
 )
-from jets_deploy_iam.registry.store import Registry, Stored
+from jets_deploy_iam.registry.store import Claim, Registry, Stored
 from jets_deploy_iam.request import Request, ResourceKey
 from jets_deploy_iam.response import Response, reason_for, shorten
 from jets_deploy_iam.spec import DeclaredGroup, Environment, is_group_name, parse_properties
@@ -196,13 +197,23 @@ class Controller:
         self.continuing = continuing
         self._stored: Stored | None = None
         self.physical_id = ""
+        self.answer_id: str | None = None
 
     # -- entry points ------------------------------------------------------------------------
 
-    def handle(self, request: Request, stored: Stored | None = None) -> Response:
+    def handle(
+        self, request: Request, stored: Stored | None = None, answer_id: str | None = None
+    ) -> Response:
         """Serve one CloudFormation request. Never raises: every failure is a FAILED answer;
         ``IN_PROGRESS`` (with ``continuing``) means no answer yet. ``stored``: the record as the
-        caller just read or wrote it (``continuation.Gate``), saving a read."""
+        caller just read or wrote it (``continuation.Gate``), saving a read. ``answer_id``: the
+        physical id to answer (and record the answer) with, if not the request's own: a Delete
+        CloudFormation sends under an id of its own for a Create it gave up on."""
+        self.answer_id = answer_id
+        response = self._handle(request, stored)
+        return replace(response, physical_id=answer_id) if answer_id else response
+
+    def _handle(self, request: Request, stored: Stored | None) -> Response:
         self.physical_id = (
             request.placeholder if request.kind == "Create" else str(request.physical_id)
         )
@@ -342,12 +353,31 @@ class Controller:
         if actual is None and not _required(self._stored).owns(name):
             note = "the group is gone and its name is claimed by another resource: left alone"
             return Drift(key, name, declared, Decision("none", name), note=note)
+        renamed = self._renamed_by_hand(entry) if actual is None else None
+        if renamed is not None:
+            note = (
+                f"the group was renamed by hand to {renamed.name} (same GroupId): its members "
+                f"keep its rights under that name; correcting renames it back to {name}"
+            )
+            actual = replace(renamed, name=name, path=declared.path)
         plan = plan_reconcile(declared, actual, entry.ownership)
+        if renamed is not None:
+            back = UpdateGroup(renamed.name, declared.path, new_name=name)
+            plan = Plan.of([back, *(c for c in plan if not isinstance(c, UpdateGroup))])
         claims = entry.ownership.claim(plan, actual)
         # A group created again is known by its new GroupId only once IAM confirms it.
         ahead = replace(entry, ownership=claims, group_id=entry.group_id if actual else None)
         decision = Decision("correct", name, plan, actual, entry.ownership, record=ahead)
         return Drift(key, name, declared, decision, note=note)
+
+    def _renamed_by_hand(self, entry: GroupRecord) -> ActualGroup | None:
+        """The registered group living on under another name (its GroupId is the record's)."""
+        if entry.group_id is None:
+            return None
+        self.deadline.check(f"looking for group {entry.group_id}")
+        with bounded_by(self.iam, self.deadline):
+            found = find_group_by_id(self.iam, entry.group_id, self.config.page_size)
+        return found if found is not None and found.name != entry.name else None
 
     def _correct(self, drift: Drift, decision: Decision) -> Drift:
         """Apply the drift's plan as an Update would (pre-flight, revocations first, deadline),
@@ -404,22 +434,25 @@ class Controller:
         actual = self._read(name)
         claim = _required(self._stored).claim(name)
         action, owned, takeover = "create", Ownership(), False
+        taken_from = None
         if actual is not None:
             resuming = self.record.in_progress == request.request_id
             if resuming and self._owns(name, actual):
                 owned = self.record.groups[name].ownership  # this request, again or continued
+                taken_from = self.record.groups[name].taken_from
                 last = self.record.last_update
                 if last is not None and last.request_id == request.request_id:
                     action = "adopt"  # its hand-back record says it adopted the group
             elif declared.adopt_existing_group:
                 action, takeover = "adopt", True
+                taken_from = _previous_owner(claim, request)
             else:
                 raise GroupConflictError(
                     f"GroupName {name}: the group already exists and this resource does not own "
                     "it; set AdoptExistingGroup true to take it over, or choose another GroupName"
                 )
         elif claim is not None and claim.owner != request.key:
-            if claim.group_id is None:
+            if claim.group_id is None and self._creating(claim):
                 raise GroupConflictError(
                     f"GroupName {name}: another resource ({claim.owner.logical_id} of stack "
                     f"{claim.owner.stack_name}) is creating this group right now"
@@ -429,16 +462,19 @@ class Controller:
         record = _record_of(name, actual, request, declared, owned.claim(plan, actual))
         undo = Undo.of(plan, actual, owned)
         if action == "adopt":
-            record = replace(record, adopted=undo)
+            record = replace(record, adopted=undo, taken_from=taken_from)
         takeovers = frozenset({name}) if takeover else frozenset()
         return Decision(action, name, plan, actual, owned, undo, record, takeovers=takeovers)
 
     def _create(self, request: Request) -> Response:
         decision = self._decide_create(request)
         decision = replace(decision, undo=self._so_far(request, decision.undo))
+        adopted = decision.action == "adopt"
+        if adopted:  # a continued adoption hands back the group its first invocation found
+            found = replace(_required(decision.record), adopted=decision.undo)
+            decision = replace(decision, record=found)
         self._preflight(decision)
         record, undo = _required(decision.record), _required(decision.undo)
-        adopted = decision.action == "adopt"
         # An adoption's undo record is kept where the rollback Delete (placeholder id) finds it.
         hand_back = LastUpdate(request.request_id, request.placeholder, None, None, undo)
         self._write_ahead(
@@ -539,8 +575,15 @@ class Controller:
         owned = entry.ownership if entry is not None and actual is not None else Ownership()
         plan = plan_reconcile(declared, actual, owned)
         claims = owned.claim(plan, actual)
+        # The group is this resource's own from now on, unless the Update fails and is undone:
+        # the claim it takes over then goes back to its owner.
+        taken_from = (
+            _previous_owner(_required(self._stored).claim(physical), request) if takeover else None
+        )
         record = replace(
-            _record_of(physical, actual, request, declared, claims, entry), adopted=None
+            _record_of(physical, actual, request, declared, claims, entry),
+            adopted=None,
+            taken_from=taken_from if actual is not None else None,
         )
         undo = Undo.of(plan, actual, owned)
         takeovers = frozenset({physical}) if takeover else frozenset()
@@ -554,7 +597,8 @@ class Controller:
         entry = self.record.groups.get(name)
         claim = _required(self._stored).claim(name)
         if actual is None:
-            if claim is not None and claim.owner != request.key and claim.group_id is None:
+            pending = claim is not None and claim.owner != request.key and claim.group_id is None
+            if pending and self._creating(_required(claim)):
                 raise GroupConflictError(f"group {name} is being created by another resource")
             return entry, claim is not None and claim.owner != request.key
         if self._owns(name, actual):
@@ -608,14 +652,10 @@ class Controller:
         )
         # Anything else already named ``new`` fails the pre-flight, which names it.
         target = existing if continuing else None
-        takeover = (
-            existing is None
-            and claim is not None
-            and claim.owner != request.key
-            and claim.group_id is not None
-        )
-        if existing is None and claim is not None and claim.owner != request.key and not takeover:
+        foreign = existing is None and claim is not None and claim.owner != request.key
+        if foreign and _required(claim).group_id is None and self._creating(_required(claim)):
             raise GroupConflictError(f"GroupName {new}: another resource is creating it right now")
+        takeover = foreign  # the claim of a group that no longer exists, or of a dead Create
         if source is None or entry is None:
             plan = plan_reconcile(declared, target, Ownership())
             claims = Ownership().claim(plan, target)
@@ -641,7 +681,8 @@ class Controller:
         undo = last.undo
         entry = self.record.groups.get(undo.group)
         current = self._read(undo.group) if is_group_name(undo.group) else None
-        if current is not None and not self._owns(undo.group, current):
+        foreign = current is not None and not self._owns(undo.group, current)
+        if foreign:
             current = None  # not the group this resource changed: touch nothing
             entry = None
         owned = entry.ownership if entry is not None else Ownership()
@@ -653,7 +694,7 @@ class Controller:
             declared = None  # this version cannot parse it: the undo record alone is served
         in_place = undo.group == request.physical_id and not undo.created
         extra: list[Change] = []
-        if declared is not None and in_place and declared.group_name == undo.group:
+        if declared is not None and in_place and declared.group_name == undo.group and not foreign:
             restored = state_after(current, restore)
             rest = plan_reconcile(declared, restored, restored_owned)
             extra = [c for c in rest if not undo.touches(c)] if current is not None else list(rest)
@@ -667,7 +708,8 @@ class Controller:
 
     def _update(self, request: Request) -> Response:
         physical = str(request.physical_id)
-        self._sweep_leftovers()
+        if self.record.in_progress != request.request_id:  # not this request's own half-work
+            self._sweep_leftovers(physical)
         try:
             decision = self._decide_update(request)
         except InvalidPropertiesError as error:
@@ -705,7 +747,8 @@ class Controller:
         self, request: Request, decision: Decision, forward: LastUpdate, result: ApplyResult
     ) -> Response:
         info = self._info(request.declared, decision.before, result)
-        done = replace(_settled(_required(decision.record), result), group_id=info.group_id)
+        done = _settled(_required(decision.record), result)
+        done = replace(done, group_id=info.group_id, taken_from=None)
         response = Response("SUCCESS", decision.group, data=info.as_data())
 
         def edit(r: ResourceRecord) -> ResourceRecord:
@@ -736,6 +779,8 @@ class Controller:
         def edit(r: ResourceRecord) -> ResourceRecord:
             if undo.created and undo.group != physical:
                 r = r.without_group(undo.group)
+            elif decision.record is not None and decision.record.taken_from is not None:
+                r = r.without_group(decision.record.name)  # a takeover rolled back: handed back
             elif decision.record is not None:
                 done = _settled(decision.record, result)
                 done = replace(done, group_id=info.group_id if info else done.group_id)
@@ -772,21 +817,25 @@ class Controller:
                 return r  # the write-ahead record and the undo record stay for the next try
             if undo.created:
                 return replace(r.without_group(undo.group), last_update=forward)
+            if decision.record is not None and decision.record.taken_from is not None:
+                # a takeover undone: the claim goes back to the resource it was taken from
+                return replace(r.without_group(decision.record.name), last_update=forward)
             if decision.record is not None:
                 owned = undo.restore_ownership(decision.record.ownership)
-                r = r.with_group(replace(decision.record, ownership=owned))
+                applied = r.groups.get(decision.record.name, decision.record)
+                r = r.with_group(replace(applied, ownership=owned))
             return replace(r, last_update=forward)
 
         self._commit(request, response, edit)
         return response
 
-    def _sweep_leftovers(self) -> None:
+    def _sweep_leftovers(self, live: str) -> None:
         """Delete what an earlier rename left behind. CloudFormation tries the cleanup Delete of
         the old name three times and then drops it; the old group would keep every member with
         the old rights. An Update means that stack operation is over: it goes now. (A Delete of
         the new name cannot tell a stack deletion from the rollback of the rename, which must
         keep the old group, so it leaves it; the drift check reports it meanwhile.)"""
-        for name in [g.name for g in _leftovers(self.record)]:
+        for name in [g.name for g in _leftovers(self.record, live)]:
             actual = self._read(name)
             if actual is not None and self._owns(name, actual):
                 logger.warning("deleting the group an earlier rename left", extra={"group": name})
@@ -802,9 +851,14 @@ class Controller:
     def _decide_delete(self, request: Request) -> Decision:
         physical = str(request.physical_id)
         last = self.record.last_update
+        handed_back = last is not None and last.physical_id == physical and not last.undo.empty
+        if not is_group_name(physical) and handed_back:
+            return self._decide_hand_back(_required(last).undo)
+        if physical not in self.record.groups:
+            orphan = self._orphan_of_a_dead_create()
+            if orphan is not None:
+                return orphan
         if not is_group_name(physical):
-            if last is not None and last.physical_id == physical and not last.undo.empty:
-                return self._decide_hand_back(last.undo)
             return Decision("none", physical, note="the physical id names no group")
         actual = self._read(physical)
         if actual is None:
@@ -826,6 +880,24 @@ class Controller:
             return Decision("delete", physical, plan, actual, entry.ownership, record=entry)
         note = "foreign content remains: the group is kept with it"
         return Decision("keep", physical, plan, actual, entry.ownership, record=entry, note=note)
+
+    def _orphan_of_a_dead_create(self) -> Decision | None:
+        """A Create that died after its write-ahead was never answered: CloudFormation's Delete
+        then carries an id of its own, and the group that Create made (or its claim) would be
+        left behind, unowned. The write-ahead names it: it goes (the rollback of that Create)."""
+        record = self.record
+        dead = record.in_progress
+        if record.current is not None or dead is None or record.answer_for(dead) is not None:
+            return None
+        for name in list(record.groups):
+            actual = self._read(name)
+            if actual is None:
+                return Decision("none", name, note="a dead Create's claim is released")
+            if self._owns(name, actual):
+                note = "removing the group a Create that died before answering made"
+                plan = plan_delete(actual, whole=True)
+                return Decision("delete", name, plan, actual, record=record.groups[name], note=note)
+        return None
 
     def _decide_hand_back(self, undo: Undo) -> Decision:
         entry = self.record.groups.get(undo.group)
@@ -868,10 +940,33 @@ class Controller:
                 "the group kept changing while being emptied; deploy again",
             )
         response = Response("SUCCESS", physical)
-        self._commit(request, response, lambda r: _after_delete(r, decision, applier.result))
+        if decision.plan:
+            self._commit(request, response, lambda r: _after_delete(r, decision, applier.result))
+            return response
+        # Nothing was written ahead: if the record changed since it was read (a drift correction
+        # re-created the group, say), this decision is stale: decide again from scratch.
+        try:
+            self._stored = self.registry.change(
+                _required(self._stored),
+                lambda r: _after_delete(r, decision, applier.result).with_answer(
+                    request.request_id, response
+                ),
+                reapply=False,
+            )
+        except RegistryConflictError as error:
+            raise CorrectionUnderWayError("the record changed while the Delete decided") from error
+        except JetsDeployIamError:
+            logger.error("the outcome could not be recorded in the registry", exc_info=True)
         return response
 
     # -- shared steps ------------------------------------------------------------------------
+
+    def _creating(self, claim: Claim) -> bool:
+        """Is the resource holding this pending claim really creating the group now? A claim
+        written ahead by a Create that died (its request never answered, superseded since) must
+        not block the name forever: only a request still under way holds it."""
+        owner = self.registry.load(claim.owner).record
+        return owner.in_progress is not None and owner.answer_for(owner.in_progress) is None
 
     def _owns(self, name: str, group: ActualGroup) -> bool:
         """This resource owns ``group``: its record has it, with this GroupId, and the claim of
@@ -947,9 +1042,10 @@ class Controller:
         is safe on its own: see ``_ahead``)."""
         if self._stored is None:
             return
+        recorded = replace(response, physical_id=self.answer_id) if self.answer_id else response
         try:
             self._stored = self.registry.change(
-                self._stored, lambda r: edit(r).with_answer(request.request_id, response), takeovers
+                self._stored, lambda r: edit(r).with_answer(request.request_id, recorded), takeovers
             )
         except JetsDeployIamError:
             logger.error("the outcome could not be recorded in the registry", exc_info=True)
@@ -1055,12 +1151,29 @@ def _ahead(record: ResourceRecord, decision: Decision, forward: LastUpdate) -> R
     it), a rename's link on both groups (the cleanup Delete of the old name then removes it
     whole), and the undo record (a rollback keeps the one it restores from until it is done)."""
     if decision.record is not None:
-        record = record.with_group(decision.record)
+        record = record.with_group(
+            _claimed(record.groups.get(decision.record.name), decision.record)
+        )
     if decision.source is not None:
         record = record.with_group(decision.source)
     if decision.action == "rollback":
         return record
     return replace(record, last_update=forward)
+
+
+def _claimed(applied: GroupRecord | None, planned: GroupRecord) -> GroupRecord:
+    """What a write-ahead records of a group: the plan's ownership claims, but the declaration
+    last *applied* (kept until the outcome is recorded), so that a request that fails, or dies,
+    never leaves its unapplied declaration for the drift check to enforce."""
+    if applied is None:
+        return planned
+    return replace(
+        applied,
+        ownership=planned.ownership,
+        group_id=planned.group_id,
+        pair=planned.pair,
+        taken_from=planned.taken_from or applied.taken_from,
+    )
 
 
 def _after_delete(
@@ -1071,8 +1184,12 @@ def _after_delete(
         handed = last is not None and last.undo.group == decision.group
         record = replace(record, last_update=None) if handed else record
         return record.without_group(decision.group)
-    if decision.action == "none" and decision.before is None:
-        return record.without_group(decision.group) if is_group_name(decision.group) else record
+    if decision.action == "none":
+        # The group is gone, or not this resource's any more (another took it over): the record
+        # lets go of it, so nothing reports or acts on it in this resource's name again.
+        if not is_group_name(decision.group):
+            return record
+        return replace(record.without_group(decision.group), current=None)
     if decision.action == "delete":
         last = record.last_update
         if last is not None and last.undo.group == decision.group:
@@ -1154,14 +1271,15 @@ _OWNERSHIP_PROPERTIES = frozenset(
 )
 
 
-def _leftovers(record: ResourceRecord) -> list[GroupRecord]:
-    """Old sides of renames CloudFormation never cleaned up: a group paired with the current one
-    that is not the current one."""
-    current = record.current
+def _leftovers(record: ResourceRecord, live: str | None = None) -> list[GroupRecord]:
+    """Other sides of renames CloudFormation never cleaned up: a group paired with the live one
+    (the physical id CloudFormation holds; by default the registry's current group) that is not
+    the live one. After a rollback whose Delete of the new name was dropped, CloudFormation
+    holds the old name: the new group is then the leftover."""
+    live = live if live is not None else record.current
     return [
-        g for g in record.groups.values()
-        if current is not None and g.name != current and g.pair == current
-    ]  # fmt: skip
+        g for g in record.groups.values() if live is not None and g.name != live and g.pair == live
+    ]
 
 
 def _names_of(request: Request) -> list[str]:
@@ -1171,6 +1289,13 @@ def _names_of(request: Request) -> list[str]:
     declared = properties.get("GroupName", "Jets")
     names.append(declared if isinstance(declared, str) else "")
     return [n for n in names if is_group_name(n)]
+
+
+def _previous_owner(claim: Claim | None, request: Request) -> PreviousOwner | None:
+    """Whose claim an adoption takes over, so a failed or handed-back one can return it."""
+    if claim is None or claim.owner == request.key:
+        return None
+    return PreviousOwner(claim.owner, claim.group_id)
 
 
 def _taken_over(group: ActualGroup, request: Request, declared: DeclaredGroup) -> GroupRecord:

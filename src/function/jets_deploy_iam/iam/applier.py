@@ -75,8 +75,10 @@ def _call(client: IAMClient, change: Change) -> dict[str, Any]:
     match change:
         case CreateGroup(path=path):
             return dict(client.create_group(GroupName=g, Path=path)["Group"])
-        case UpdateGroup(new_path=new_path):
+        case UpdateGroup(new_path=new_path, new_name=None):
             client.update_group(GroupName=g, NewPath=new_path)
+        case UpdateGroup(new_path=new_path, new_name=str(new_name)):
+            client.update_group(GroupName=g, NewPath=new_path, NewGroupName=new_name)
         case PutPolicy(policy_name=name, document=doc):
             client.put_group_policy(GroupName=g, PolicyName=name, PolicyDocument=policy.render(doc))
         case DeletePolicy(policy_name=name):

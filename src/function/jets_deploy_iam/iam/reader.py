@@ -38,6 +38,25 @@ def read_group(client: IAMClient, name: str, page_size: int = MAX_PAGE_ITEMS) ->
     )
 
 
+def find_group_by_id(
+    client: IAMClient, group_id: str, page_size: int = MAX_PAGE_ITEMS
+) -> ActualGroup | None:
+    """The group whose GroupId is ``group_id``, whatever it is called now, or None.
+
+    UpdateGroup renames a group in place (GroupId, members and policies kept), and IAM looks
+    groups up only by name: a registered group missing under its name may live on under
+    another, granting its rights, and only a walk of ListGroups finds it. Called only when a
+    registered group is missing, so the walk is rare.
+    """
+    for page in client.get_paginator("list_groups").paginate(
+        PaginationConfig={"PageSize": page_size}
+    ):
+        for group in page["Groups"]:
+            if group["GroupId"] == group_id:
+                return read_group(client, group["GroupName"], page_size)
+    return None
+
+
 def read_members(
     client: IAMClient, name: str, page_size: int = MAX_PAGE_ITEMS
 ) -> frozenset[str] | None:

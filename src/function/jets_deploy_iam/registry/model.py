@@ -41,6 +41,12 @@ HOLD_SECONDS = 90.0
 
 
 @dataclass(frozen=True)
+class PreviousOwner:
+    owner: ResourceKey
+    group_id: str | None
+
+
+@dataclass(frozen=True)
 class GroupRecord:
     name: str
     #: None until IAM confirmed CreateGroup (a write-ahead record of a Create)
@@ -55,6 +61,10 @@ class GroupRecord:
     #: before then (CloudFormation's rollback of the deploy that adopted it looks just like one)
     #: gives the group back as it was found instead of deleting it
     adopted: Undo | None = None
+    #: the resource whose claim this one took over (an adoption of another resource's group):
+    #: if this resource lets go of the group without having made it its own (a failed or
+    #: handed-back adoption), the claim goes back to that owner
+    taken_from: PreviousOwner | None = None
 
     def matches(self, group: ActualGroup) -> bool:
         """Is ``group`` the very group this record is about (not a namesake made since)?"""
@@ -279,6 +289,13 @@ def record_json(r: ResourceRecord) -> dict[str, Any]:
                 "ownership": ownership_json(g.ownership),
                 "pair": g.pair,
                 "adopted": undo_json(g.adopted) if g.adopted is not None else None,
+                "taken_from": None
+                if g.taken_from is None
+                else {
+                    "stack_id": g.taken_from.owner.stack_id,
+                    "logical_id": g.taken_from.owner.logical_id,
+                    "group_id": g.taken_from.group_id,
+                },
             }
             for name, g in r.groups.items()
         },
@@ -322,6 +339,7 @@ def record_of(key: ResourceKey, data: Mapping[str, Any]) -> ResourceRecord:
                 ownership=ownership_of(g.get("ownership", {})),
                 pair=g.get("pair"),
                 adopted=undo_of(g["adopted"]) if g.get("adopted") else None,
+                taken_from=_previous_owner(g.get("taken_from")),
             )
             for name, g in data.get("groups", {}).items()
         },
@@ -346,3 +364,9 @@ def record_of(key: ResourceKey, data: Mapping[str, Any]) -> ResourceRecord:
         held_until=data.get("held_until"),
         continuation=continuation_of(data["continuation"]) if data.get("continuation") else None,
     )
+
+
+def _previous_owner(data: Mapping[str, Any] | None) -> PreviousOwner | None:
+    if not data:
+        return None
+    return PreviousOwner(ResourceKey(data["stack_id"], data["logical_id"]), data.get("group_id"))

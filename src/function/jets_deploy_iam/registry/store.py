@@ -93,6 +93,8 @@ class ClaimWrite:
     group_id: str | None
     #: the version read (0: there was none)
     expected: int
+    #: whose claim it is once written (None: the writer's)
+    owner: ResourceKey | None = None
 
 
 @dataclass(frozen=True)
@@ -173,7 +175,8 @@ class Registry(ABC):
             if w.delete:
                 claims.pop(w.name.lower(), None)
             else:
-                claims[w.name.lower()] = Claim(w.name, record.key, w.group_id, w.expected + 1)
+                owner = w.owner or record.key
+                claims[w.name.lower()] = Claim(w.name, owner, w.group_id, w.expected + 1)
         return Stored(record, before.version + 1, claims)
 
 
@@ -189,9 +192,14 @@ def _claim_writes(before: Stored, record: ResourceRecord, takeovers: set[str]) -
             continue  # already claimed as it is
         expected = claim.version if claim is not None else 0
         writes.append(ClaimWrite(name, False, group.group_id, expected))
-    for name in before.record.groups:
+    for name, group in before.record.groups.items():
         claim = before.claims.get(name.lower())
-        if name.lower() not in held and claim is not None and claim.owner == key:
+        if name.lower() in held or claim is None or claim.owner != key:
+            continue
+        back = group.taken_from
+        if back is not None:  # never made its own: the claim goes back to whom it was taken from
+            writes.append(ClaimWrite(name, False, back.group_id, claim.version, back.owner))
+        else:
             writes.append(ClaimWrite(name, True, None, claim.version))
     return writes
 
@@ -243,7 +251,7 @@ class MemoryRegistry(Registry):
             if w.delete:
                 self.claim_items.pop(w.name.lower(), None)
             else:
-                claim = Claim(w.name, record.key, w.group_id, w.expected + 1)
+                claim = Claim(w.name, w.owner or record.key, w.group_id, w.expected + 1)
                 self.claim_items[w.name.lower()] = claim
 
     def scan(self) -> Iterator[Stored | Unreadable]:
@@ -346,6 +354,7 @@ class DynamoDBRegistry(Registry):
         )
         if write.delete:
             return {"Delete": {"TableName": self.table, "Key": _claim_key(write.name), **condition}}
+        owner = write.owner or owner
         item = {
             **_claim_key(write.name),
             "group_name": {"S": write.name},
