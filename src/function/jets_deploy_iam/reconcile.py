@@ -147,6 +147,9 @@ class Decision:
     source: GroupRecord | None = None
     #: group names whose claims this decision takes from another resource (adoption, stale)
     takeovers: frozenset[str] = frozenset()
+    #: the rollback of an Update that took the group over: the group is let go again and its
+    #: claim returns to ``record.taken_from``
+    gives_claim_back: bool = False
     note: str = ""
 
 
@@ -703,8 +706,14 @@ class Controller:
         if entry is not None or (extra and declared is not None):
             base = entry or _record_of(undo.group, current, request, _required(declared), owned)
             ahead = restored_owned.claim(Plan.of(extra), state_after(current, restore))
-            record = replace(base, ownership=ahead)
-        return Decision("rollback", undo.group, plan, current, owned, undo, record)
+            # what the reversed Update changed of the group's hand-back state comes back too
+            record = replace(
+                base, ownership=ahead, adopted=last.adopted, taken_from=last.taken_from
+            )
+        gives_back = last.took_over and record is not None and record.taken_from is not None
+        return Decision(
+            "rollback", undo.group, plan, current, owned, undo, record, gives_claim_back=gives_back
+        )
 
     def _update(self, request: Request) -> Response:
         physical = str(request.physical_id)
@@ -725,11 +734,8 @@ class Controller:
         if decision.action != "rollback":  # (a rollback's undo is the record it restores from)
             decision = replace(decision, undo=self._so_far(request, decision.undo))
         self._preflight(decision)
-        undo = _required(decision.undo)
-        forward = LastUpdate(
-            request.request_id, physical, request.properties, request.old_properties, undo
-        )
-        if decision.plan or decision.takeovers:
+        forward = self._forward(request, decision)
+        if decision.plan or decision.takeovers or decision.gives_claim_back:
             self._write_ahead(request, lambda r: _ahead(r, decision, forward), decision.takeovers)
         applier = self._applier(self.deadline)
         try:
@@ -742,6 +748,24 @@ class Controller:
         if decision.action == "rollback":
             return self._finish_rollback(request, decision, applier.result)
         return self._finish_update(request, decision, forward, applier.result)
+
+    def _forward(self, request: Request, decision: Decision) -> LastUpdate:
+        """The undo record of this Update, with what its rollback must put back besides the
+        content: whether the group was still only adopted, and whom a claim it takes over
+        belongs to."""
+        undo = _required(decision.undo)
+        physical = str(request.physical_id)
+        forward = LastUpdate(
+            request.request_id, physical, request.properties, request.old_properties, undo
+        )
+        before = self.record.groups.get(decision.group)
+        if decision.action != "update" or decision.record is None:
+            return forward
+        if decision.record.taken_from is not None:
+            return replace(forward, taken_from=decision.record.taken_from, took_over=True)
+        if before is None:
+            return forward
+        return replace(forward, adopted=before.adopted, taken_from=before.taken_from)
 
     def _finish_update(
         self, request: Request, decision: Decision, forward: LastUpdate, result: ApplyResult
@@ -779,8 +803,9 @@ class Controller:
         def edit(r: ResourceRecord) -> ResourceRecord:
             if undo.created and undo.group != physical:
                 r = r.without_group(undo.group)
-            elif decision.record is not None and decision.record.taken_from is not None:
-                r = r.without_group(decision.record.name)  # a takeover rolled back: handed back
+            elif decision.gives_claim_back:
+                # a takeover rolled back: the claim goes back to whom it was taken from
+                r = r.without_group(_required(decision.record).name)
             elif decision.record is not None:
                 done = _settled(decision.record, result)
                 done = replace(done, group_id=info.group_id if info else done.group_id)
@@ -855,7 +880,7 @@ class Controller:
         if not is_group_name(physical) and handed_back:
             return self._decide_hand_back(_required(last).undo)
         if physical not in self.record.groups:
-            orphan = self._orphan_of_a_dead_create()
+            orphan = self._orphan_of_a_dead_create(request)
             if orphan is not None:
                 return orphan
         if not is_group_name(physical):
@@ -881,23 +906,33 @@ class Controller:
         note = "foreign content remains: the group is kept with it"
         return Decision("keep", physical, plan, actual, entry.ownership, record=entry, note=note)
 
-    def _orphan_of_a_dead_create(self) -> Decision | None:
+    def _orphan_of_a_dead_create(self, request: Request) -> Decision | None:
         """A Create that died after its write-ahead was never answered: CloudFormation's Delete
         then carries an id of its own, and the group that Create made (or its claim) would be
-        left behind, unowned. The write-ahead names it: it goes (the rollback of that Create)."""
+        left behind, unowned. Only what that Create wrote ahead is considered: an adoption is
+        handed back as found; a group it made (the GroupName the Delete carries, recorded with
+        no GroupId yet or by the dead request's continuation) goes. A group an earlier request
+        left in the record (a kept non-exclusive group) is never this Create's."""
         record = self.record
         dead = record.in_progress
         if record.current is not None or dead is None or record.answer_for(dead) is not None:
             return None
-        for name in list(record.groups):
-            actual = self._read(name)
-            if actual is None:
-                return Decision("none", name, note="a dead Create's claim is released")
-            if self._owns(name, actual):
-                note = "removing the group a Create that died before answering made"
-                plan = plan_delete(actual, whole=True)
-                return Decision("delete", name, plan, actual, record=record.groups[name], note=note)
-        return None
+        last = record.last_update
+        if last is not None and last.request_id == dead and not last.undo.empty:
+            return self._decide_hand_back(last.undo)  # a dead adoption
+        name = _declared_name(request)
+        entry = record.groups.get(name)
+        going_on = record.continuation
+        continued = going_on is not None and going_on.request_id == dead and going_on.group == name
+        if entry is None or not (entry.group_id is None or continued):
+            return None
+        actual = self._read(name)
+        if actual is None:
+            return Decision("none", name, note="a dead Create's claim is released")
+        if not self._owns(name, actual):
+            return None
+        note = "removing the group a Create that died before answering made"
+        return Decision("delete", name, plan_delete(actual), actual, record=entry, note=note)
 
     def _decide_hand_back(self, undo: Undo) -> Decision:
         entry = self.record.groups.get(undo.group)
@@ -1284,11 +1319,16 @@ def _leftovers(record: ResourceRecord, live: str | None = None) -> list[GroupRec
 
 def _names_of(request: Request) -> list[str]:
     """The group names whose claims a request may need (read with its record in one call)."""
-    names = [str(request.physical_id or "")]
+    names = [str(request.physical_id or ""), _declared_name(request)]
+    return [n for n in names if is_group_name(n)]
+
+
+def _declared_name(request: Request) -> str:
+    """The GroupName the request's properties declare, read leniently (a Delete's may not
+    parse with this version): "" if it is not a string."""
     properties = request.properties if isinstance(request.properties, Mapping) else {}
     declared = properties.get("GroupName", "Jets")
-    names.append(declared if isinstance(declared, str) else "")
-    return [n for n in names if is_group_name(n)]
+    return declared if isinstance(declared, str) else ""
 
 
 def _previous_owner(claim: Claim | None, request: Request) -> PreviousOwner | None:

@@ -173,6 +173,8 @@ class Applier:
             if isinstance(change, CreateGroup):
                 self.result.created = answer
                 self._fresh.add(change.group)
+            if isinstance(change, UpdateGroup) and change.new_name is not None:
+                self._fresh.add(change.new_name)  # renamed back: IAM may not know the name yet
             self.result.applied.append(change)
             self.on_applied(change)  # under the lock: callbacks never run concurrently
 

@@ -80,6 +80,14 @@ class LastUpdate:
     properties: Any
     old_properties: Any
     undo: Undo
+    #: the group's hand-back state before this Update (``GroupRecord.adopted`` and
+    #: ``taken_from``): its rollback puts it back, so an adopted group whose first Update is
+    #: rolled back is still only adopted
+    adopted: Undo | None = None
+    taken_from: PreviousOwner | None = None
+    #: this Update took the group's claim over (AdoptExistingGroup): its rollback lets the
+    #: group go again, and the claim returns to ``GroupRecord.taken_from``
+    took_over: bool = False
 
     def reversed_by(self, request: Request) -> bool:
         """CloudFormation's rollback Update sends the same physical id with the properties
@@ -288,14 +296,8 @@ def record_json(r: ResourceRecord) -> dict[str, Any]:
                 "exclusive": g.exclusive,
                 "ownership": ownership_json(g.ownership),
                 "pair": g.pair,
-                "adopted": undo_json(g.adopted) if g.adopted is not None else None,
-                "taken_from": None
-                if g.taken_from is None
-                else {
-                    "stack_id": g.taken_from.owner.stack_id,
-                    "logical_id": g.taken_from.owner.logical_id,
-                    "group_id": g.taken_from.group_id,
-                },
+                "adopted": _undo_or_none(g.adopted),
+                "taken_from": _previous_owner_json(g.taken_from),
             }
             for name, g in r.groups.items()
         },
@@ -308,6 +310,9 @@ def record_json(r: ResourceRecord) -> dict[str, Any]:
             "properties": r.last_update.properties,
             "old_properties": r.last_update.old_properties,
             "undo": undo_json(r.last_update.undo),
+            "adopted": _undo_or_none(r.last_update.adopted),
+            "taken_from": _previous_owner_json(r.last_update.taken_from),
+            "took_over": r.last_update.took_over,
         },
         "answers": [
             {
@@ -352,6 +357,9 @@ def record_of(key: ResourceKey, data: Mapping[str, Any]) -> ResourceRecord:
             properties=last.get("properties"),
             old_properties=last.get("old_properties"),
             undo=undo_of(last["undo"]),
+            adopted=undo_of(last["adopted"]) if last.get("adopted") else None,
+            taken_from=_previous_owner(last.get("taken_from")),
+            took_over=bool(last.get("took_over", False)),
         ),
         answers=tuple(
             (
@@ -364,6 +372,20 @@ def record_of(key: ResourceKey, data: Mapping[str, Any]) -> ResourceRecord:
         held_until=data.get("held_until"),
         continuation=continuation_of(data["continuation"]) if data.get("continuation") else None,
     )
+
+
+def _undo_or_none(undo: Undo | None) -> dict[str, Any] | None:
+    return undo_json(undo) if undo is not None else None
+
+
+def _previous_owner_json(owner: PreviousOwner | None) -> dict[str, Any] | None:
+    if owner is None:
+        return None
+    return {
+        "stack_id": owner.owner.stack_id,
+        "logical_id": owner.owner.logical_id,
+        "group_id": owner.group_id,
+    }
 
 
 def _previous_owner(data: Mapping[str, Any] | None) -> PreviousOwner | None:
