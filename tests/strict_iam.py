@@ -6,6 +6,7 @@ in-process mocks and in-process servers alike) to add:
 
 * DeleteGroup on a non-empty group -> DeleteConflict;
 * GetGroup paging: 100 members a page unless MaxItems says otherwise, with Marker/IsTruncated;
+* MaxItems outside IAM's 1 to 1,000 on any paged read -> ValidationError (moto accepts any);
 * AddUserToGroup for a user already in 10 groups -> LimitExceeded;
 * the 11th managed policy attached to a group -> LimitExceeded;
 * group inline policies over 5,120 characters (whitespace not counted) -> LimitExceeded;
@@ -35,6 +36,13 @@ from botocore.exceptions import ConnectionClosedError
 from moto.core.exceptions import ServiceException
 from moto.iam import exceptions as iam_errors
 from moto.iam.responses import IamResponse
+
+from jets_deploy_iam.limits import (
+    MAX_ATTACHED_POLICIES,
+    MAX_GROUP_INLINE_POLICY_CHARS,
+    MAX_GROUPS_PER_USER,
+    MAX_PAGE_ITEMS,
+)
 
 WRITE_ACTIONS = frozenset(
     {
@@ -268,6 +276,12 @@ class StrictIam:
     def _rules(self, response: IamResponse, action: str) -> None:
         backend = response.backend
         get = response._get_param
+        max_items = get("MaxItems")
+        if max_items is not None and not 1 <= int(max_items) <= MAX_PAGE_ITEMS:
+            raise iam_errors.ValidationError(
+                f"1 validation error detected: Value '{max_items}' at 'maxItems' failed to "
+                f"satisfy constraint: Member must have value between 1 and {MAX_PAGE_ITEMS}"
+            )
         if action == "DeleteGroup":
             group = backend.groups.get(get("GroupName"))
             if group is not None and (group.users or group.policies or group.managed_policies):
@@ -279,17 +293,17 @@ class StrictIam:
             group = backend.groups.get(get("GroupName"))
             if user is not None and group is not None and user not in group.users:
                 count = sum(1 for g in backend.groups.values() if user in g.users)
-                if count >= 10:
+                if count >= MAX_GROUPS_PER_USER:
                     raise iam_errors.LimitExceededException(
-                        "Cannot exceed quota for GroupsPerUser: 10"
+                        f"Cannot exceed quota for GroupsPerUser: {MAX_GROUPS_PER_USER}"
                     )
         elif action == "AttachGroupPolicy":
             group = backend.groups.get(get("GroupName"))
             arn = get("PolicyArn")
-            full = group is not None and len(group.managed_policies) >= 10
+            full = group is not None and len(group.managed_policies) >= MAX_ATTACHED_POLICIES
             if full and arn not in group.managed_policies:
                 raise iam_errors.LimitExceededException(
-                    "Cannot exceed quota for PoliciesPerGroup: 10"
+                    f"Cannot exceed quota for PoliciesPerGroup: {MAX_ATTACHED_POLICIES}"
                 )
         elif action == "PutGroupPolicy":
             group = backend.groups.get(get("GroupName"))
@@ -297,9 +311,10 @@ class StrictIam:
                 docs = dict(group.policies)
                 docs[get("PolicyName")] = get("PolicyDocument")
                 total = sum(len(_WS.sub("", d)) for d in docs.values())
-                if total > 5120:
+                if total > MAX_GROUP_INLINE_POLICY_CHARS:
                     raise iam_errors.LimitExceededException(
-                        "Maximum policy size of 5120 bytes exceeded for group"
+                        f"Maximum policy size of {MAX_GROUP_INLINE_POLICY_CHARS} bytes exceeded "
+                        "for group"
                     )
 
     def _wrap(self, action: str, method: Callable[..., Any]) -> Callable[..., Any]:

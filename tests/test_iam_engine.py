@@ -6,13 +6,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
+from botocore.exceptions import ClientError
 
 from helpers import ACCOUNT, BIG_POLICY, NoSleep, Stack, declared, make_policy, make_users, users
 from jets_deploy_iam.config import ReconcileConfig
 from jets_deploy_iam.exceptions import IamApplyError
 from jets_deploy_iam.iam.applier import apply_plan
 from jets_deploy_iam.iam.reader import read_group
-from jets_deploy_iam.limits import MAX_ATTACHED_POLICIES, MAX_GROUPS_PER_USER
+from jets_deploy_iam.limits import MAX_ATTACHED_POLICIES, MAX_GROUPS_PER_USER, MAX_PAGE_ITEMS
 from jets_deploy_iam.ownership import Ownership
 from jets_deploy_iam.plan import AttachPolicy, Plan, plan_reconcile
 from strict_iam import StrictIam
@@ -40,6 +41,26 @@ def test_strict_layer_pages_get_group_at_100_by_default(iam: IAMClient) -> None:
     first = iam.get_group(GroupName="g")
     assert len(first["Users"]) == 100
     assert first["IsTruncated"] is True
+
+
+@pytest.mark.parametrize("max_items", [MAX_PAGE_ITEMS + 1, 10 * MAX_PAGE_ITEMS])
+def test_strict_layer_refuses_max_items_over_what_iam_accepts(
+    iam: IAMClient, max_items: int
+) -> None:
+    """IAM refuses MaxItems above 1,000 (moto accepts any; botocore checks only the minimum)."""
+    iam.create_group(GroupName="g")
+    make_users(iam, ["alice"])
+    for read in (
+        lambda: iam.get_group(GroupName="g", MaxItems=max_items),
+        lambda: iam.list_group_policies(GroupName="g", MaxItems=max_items),
+        lambda: iam.list_attached_group_policies(GroupName="g", MaxItems=max_items),
+        lambda: iam.list_groups_for_user(UserName="alice", MaxItems=max_items),
+        lambda: iam.get_account_authorization_details(MaxItems=max_items),
+    ):
+        with pytest.raises(ClientError) as caught:
+            read()
+        assert caught.value.response["Error"]["Code"] == "ValidationError"
+    assert len(iam.get_group(GroupName="g", MaxItems=MAX_PAGE_ITEMS)["Users"]) == 0
 
 
 # -- reader -------------------------------------------------------------------------------------
