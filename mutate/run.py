@@ -159,6 +159,18 @@ def prepare(module: Module, workdir: Path) -> None:
         "pytest_add_cli_args": ["-p", "no:cacheprovider", "-m", "not sam"],
         "also_copy": list(ALSO_COPY),
         "use_git_change_detection": False,
+        # A mutant mypy --strict rejects could never be committed (make typecheck): caught.
+        # (mutmut recognises mypy's JSON by a "mypy" element in the command.)
+        "type_check_command": [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-warn-unused-ignores",  # mutmut's generated lines carry blanket ignores
+            "--output",
+            "json",
+            f"src/{PACKAGE}/{module.path}",
+        ],
     }
     lines = ["", "[tool.mutmut]"] + [f"{k} = {json.dumps(v)}" for k, v in table.items()]
     pyproject = (ROOT / "pyproject.toml").read_text()
@@ -200,11 +212,12 @@ def read_outcome(module: Module, workdir: Path) -> Outcome:
 
 def function_sources(text: str) -> dict[str, str]:
     """Every function of the mutated file by name (originals and mutants), dedented."""
-    tree = ast.parse(text)
+    lines = text.splitlines()
     found: dict[str, str] = {}
-    for node in ast.walk(tree):
+    for node in ast.walk(ast.parse(text)):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            segment = ast.get_source_segment(text, node, padded=True) or ""
+            first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+            segment = "\n".join(lines[first - 1 : node.end_lineno])
             found[node.name] = textwrap.dedent(segment)
     return found
 
