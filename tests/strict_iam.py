@@ -7,6 +7,10 @@ in-process mocks and in-process servers alike) to add:
 * DeleteGroup on a non-empty group -> DeleteConflict;
 * GetGroup paging: 100 members a page unless MaxItems says otherwise, with Marker/IsTruncated;
 * MaxItems outside IAM's 1 to 1,000 on any paged read -> ValidationError (moto accepts any);
+* GetAccountAuthorizationDetails paging: 100 entries a page unless MaxItems says otherwise (moto
+  returns everything at once);
+* managed policies IAM will not attach (``unattachable``, e.g. deprecated ones): GetPolicy answers
+  IsAttachable false and AttachGroupPolicy PolicyNotAttachable;
 * AddUserToGroup for a user already in 10 groups -> LimitExceeded;
 * the 11th managed policy attached to a group -> LimitExceeded;
 * group inline policies over 5,120 characters (whitespace not counted) -> LimitExceeded;
@@ -24,6 +28,7 @@ in-process mocks and in-process servers alike) to add:
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import re
 import threading
@@ -132,6 +137,8 @@ class StrictIam:
         self._unsettled: dict[str, int] = {}
         self.latency = 0.0
         self.page_cap: int | None = None  # return at most this many members per page
+        #: managed policy ARNs IAM refuses to attach (deprecated AWS managed policies)
+        self.unattachable: set[str] = set()
         self._fail_write_at = 0
         self._fail_write_code = "ServiceFailure"
         self._fail_write_attempts = 0
@@ -300,6 +307,8 @@ class StrictIam:
         elif action == "AttachGroupPolicy":
             group = backend.groups.get(get("GroupName"))
             arn = get("PolicyArn")
+            if arn in self.unattachable:
+                raise InjectedError("PolicyNotAttachable", f"Policy {arn} is not attachable.")
             full = group is not None and len(group.managed_policies) >= MAX_ATTACHED_POLICIES
             if full and arn not in group.managed_policies:
                 raise iam_errors.LimitExceededException(
@@ -332,6 +341,10 @@ class StrictIam:
                 layer._rules(response, action)
                 if action == "GetGroup":
                     return layer._paged_get_group(response)
+                if action == "GetAccountAuthorizationDetails":
+                    return layer._paged_authorization_details(response)
+                if action == "GetPolicy" and response._get_param("PolicyArn") in layer.unattachable:
+                    return layer._unattachable_policy(response)
                 result = method(response)
                 with layer._lock:
                     times, how = layer._lost.get(action, (0, ""))
@@ -367,6 +380,39 @@ class StrictIam:
         else:
             result["IsTruncated"] = False
         return ActionResult(result)
+
+    def _paged_authorization_details(self, response: IamResponse) -> Any:
+        """IAM pages the account's details: MaxItems entries (users, groups, roles, policies
+        together) a page, 100 by default, with Marker/IsTruncated."""
+        from moto.core.responses import ActionResult
+
+        details = response.backend.get_account_authorization_details(
+            response._get_param("Filter", [])
+        )
+        kinds = (
+            ("UserDetailList", "users"),
+            ("GroupDetailList", "groups"),
+            ("RoleDetailList", "roles"),
+            ("Policies", "managed_policies"),
+        )
+        entries = [(key, item) for key, kind in kinds for item in details[kind]]
+        page = int(response._get_param("MaxItems") or DEFAULT_PAGE)
+        start = int(response._get_param("Marker") or 0)
+        result: dict[str, Any] = {key: [] for key, _ in kinds}
+        for key, item in entries[start : start + page]:
+            result[key].append(item)
+        if start + page < len(entries):
+            result.update(IsTruncated=True, Marker=str(start + page))
+        else:
+            result["IsTruncated"] = False
+        return ActionResult(result)
+
+    def _unattachable_policy(self, response: IamResponse) -> Any:
+        from moto.core.responses import ActionResult
+
+        found = copy.copy(response.backend.get_policy(response._get_param("PolicyArn")))
+        found.is_attachable = False
+        return ActionResult({"Policy": found})
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[StrictIam]:

@@ -9,13 +9,21 @@ import pytest
 from botocore.exceptions import ClientError
 
 from helpers import ACCOUNT, BIG_POLICY, NoSleep, Stack, declared, make_policy, make_users, users
+from jets_deploy_iam import policy
 from jets_deploy_iam.config import ReconcileConfig
-from jets_deploy_iam.exceptions import IamApplyError
+from jets_deploy_iam.exceptions import IamApplyError, PreflightError
 from jets_deploy_iam.iam.applier import apply_plan
+from jets_deploy_iam.iam.preflight import preflight
 from jets_deploy_iam.iam.reader import read_group
-from jets_deploy_iam.limits import MAX_ATTACHED_POLICIES, MAX_GROUPS_PER_USER, MAX_PAGE_ITEMS
+from jets_deploy_iam.limits import (
+    MAX_ATTACHED_POLICIES,
+    MAX_GROUP_INLINE_POLICY_CHARS,
+    MAX_GROUPS_PER_USER,
+    MAX_PAGE_ITEMS,
+)
 from jets_deploy_iam.ownership import Ownership
-from jets_deploy_iam.plan import AttachPolicy, Plan, plan_reconcile
+from jets_deploy_iam.plan import AttachPolicy, DeletePolicy, Plan, plan_reconcile
+from jets_deploy_iam.state import ActualGroup
 from strict_iam import StrictIam
 
 if TYPE_CHECKING:
@@ -391,6 +399,112 @@ def test_preflight_reads_grow_with_pages_not_users(
     assert len(strict.writes) == 1002  # group, policy, 1,000 members
     assert len(strict.reads) <= 6
     assert strict.actions().count("GetAccountAuthorizationDetails") == 1
+
+
+def test_exactly_ten_attachments_pass_preflight(iam: IAMClient, stack: Stack) -> None:
+    arns = [make_policy(iam, f"p{i}") for i in range(MAX_ATTACHED_POLICIES)]
+    assert stack.create({"ManagedPolicyArns": arns}).ok
+    group = read_group(iam, "Jets")
+    assert group is not None
+    assert len(group.managed_policy_arns) == MAX_ATTACHED_POLICIES
+
+
+def test_inline_policies_totalling_exactly_5120_characters_pass_preflight(
+    iam: IAMClient, strict: StrictIam, stack: Stack
+) -> None:
+    ours = policy.counted_size(policy.render(declared().policy_document))
+    filler = MAX_GROUP_INLINE_POLICY_CHARS - ours - policy.counted_size(BIG_POLICY % "")
+    for name, size in (("Jets", filler), ("Over", filler + 1)):
+        iam.create_group(GroupName=name)
+        foreign = BIG_POLICY % ("x" * size)
+        iam.put_group_policy(GroupName=name, PolicyName="Foreign", PolicyDocument=foreign)
+    props = {"Exclusive": "false", "AdoptExistingGroup": "true"}
+    assert stack.create(props).ok
+    strict.reset()
+    other = Stack(stack.send, logical_id="Other")
+    reason = other.create({**props, "GroupName": "Over"}).reason
+    assert f"would total {MAX_GROUP_INLINE_POLICY_CHARS + 1} characters" in reason
+    assert strict.writes == []
+
+
+def test_preflight_of_a_plan_deleting_a_policy_already_gone_counts_nothing_for_it(
+    iam: IAMClient,
+) -> None:
+    group = ActualGroup(name="Jets", path="/", arn="", group_id="")
+    plan = Plan.of([DeletePolicy("Jets", "Gone"), AttachPolicy("Jets", make_policy(iam, "p"))])
+    preflight(iam, plan, group)  # raises PreflightError if anything is wrong
+
+
+def test_every_managed_policy_problem_is_named_at_once(iam: IAMClient, strict: StrictIam) -> None:
+    missing = f"arn:aws:iam::{ACCOUNT}:policy/Nope"
+    deprecated = make_policy(iam, "Deprecated")
+    strict.unattachable.add(deprecated)
+    invalid = make_policy(iam, "Odd")
+    strict.inject("GetPolicy", "InvalidInput", skip=2)  # IAM's word on the third ARN
+    fine = make_policy(iam, "Fine")
+    plan = Plan.of([AttachPolicy("Jets", a) for a in (missing, deprecated, invalid, fine)])
+    with pytest.raises(PreflightError) as caught:
+        preflight(iam, plan, None)
+    assert caught.value.problems == (
+        f"ManagedPolicyArns entry {missing} does not exist in this account",
+        f"ManagedPolicyArns entry {deprecated} cannot be attached (IAM says so)",
+        f"ManagedPolicyArns entry {invalid} is not a valid policy ARN",
+    )
+
+
+def test_a_policy_iam_will_not_attach_fails_before_any_write(
+    iam: IAMClient, strict: StrictIam, stack: Stack
+) -> None:
+    arn = make_policy(iam, "Deprecated")
+    strict.unattachable.add(arn)
+    strict.reset()
+    assert f"{arn} cannot be attached" in stack.create({"ManagedPolicyArns": arn}).reason
+    assert strict.writes == []
+
+
+def test_an_unexpected_error_reading_a_policy_is_not_taken_for_a_verdict(
+    iam: IAMClient, strict: StrictIam
+) -> None:
+    strict.inject("GetPolicy", "AccessDenied")
+    plan = Plan.of([AttachPolicy("Jets", make_policy(iam, "p"))])
+    with pytest.raises(ClientError, match="AccessDenied"):
+        preflight(iam, plan, None)
+
+
+def test_missing_users_lead_the_reason_without_a_guess_when_none_is_close(
+    iam: IAMClient, stack: Stack
+) -> None:
+    make_users(iam, ["alice", "bob"])
+    for i in range(MAX_GROUPS_PER_USER):
+        iam.create_group(GroupName=f"other{i}")
+        iam.add_user_to_group(GroupName=f"other{i}", UserName="alice")
+    reason = stack.create({"Users": "alice,ghost,bob"}).reason
+    assert reason.startswith("Users: no such IAM user ghost: create the user(s) first")
+    assert "did you mean" not in reason
+    assert f"alice is already in {MAX_GROUPS_PER_USER} groups" in reason
+
+
+@pytest.mark.parametrize(("count", "more"), [(5, 0), (6, 1), (8, 3)])
+def test_many_missing_users_are_counted_after_the_first_five(
+    stack: Stack, count: int, more: int
+) -> None:
+    ghosts = users(count, prefix="ghost")
+    reason = stack.create({"Users": ghosts}).reason
+    named = ", ".join(ghosts[:5])
+    expected = named + (f" and {more} more" if more else "") + ": create the user(s)"
+    assert f"no such IAM user {expected}" in reason
+    assert ghosts[5:] == [] or ghosts[5] not in reason
+
+
+def test_preflight_reads_every_user_in_pages_of_a_thousand(
+    iam: IAMClient, strict: StrictIam, stack: Stack
+) -> None:
+    make_users(iam, users(1500))
+    for i in range(3):
+        iam.create_group(GroupName=f"other{i}")
+    strict.reset()
+    assert stack.create({"Users": users(2, start=1498)}).ok
+    assert strict.actions().count("GetAccountAuthorizationDetails") == 2
 
 
 # -- lifecycle through the controller -----------------------------------------------------------
