@@ -447,3 +447,44 @@ def test_a_value_that_fits_is_shown_whole_and_a_longer_one_is_cut_to_the_same_si
     assert shown.startswith("'aaaa")
     assert shown.endswith("bbbb!'")
     assert shown.count("\u2026") == 1
+
+
+@pytest.mark.parametrize(
+    ("props", "fix"),
+    [
+        ({"ResourcePrefix": "shop"}, "ResourcePrefix applies only to PolicyProfile scoped"),
+        (
+            {"AppManagedPolicyArns": "arn:aws:iam::aws:policy/ReadOnlyAccess"},
+            "AppManagedPolicyArns applies only to PolicyProfile scoped (baseline already grants "
+            "iam:*): remove it or use scoped",
+        ),
+        ({"Services": ""}, "Services is empty and there are no AdditionalActions"),
+        (
+            {"PolicyProfile": "scoped", "ResourcePrefix": "shop", "Services": "s3"},
+            "Services applies only to PolicyProfile baseline",
+        ),
+        ({"Services": "S3"}, "Services entry 'S3' is not a service prefix like 's3' or 'dynamodb'"),
+        ({"AdditionalActions": "s3"}, "AdditionalActions entry 's3' is not an action like "),
+        ({"PolicyProfile": "scoped", "ResourcePrefix": "Shop"}, "ResourcePrefix 'Shop'"),
+    ],
+)
+def test_a_problem_starts_with_the_property_spelt_as_cloudformation_needs_it(
+    props: dict[str, Any], fix: str
+) -> None:
+    """CloudFormation property names are case-sensitive: the Reason leads with the exact name."""
+    with pytest.raises(InvalidPropertiesError) as caught:
+        parse(**props)
+    assert [p for p in caught.value.problems if p.startswith(fix)] != []
+
+
+def test_a_problem_shows_what_a_valid_value_looks_like() -> None:
+    assert "like 's3:GetObject'" in problems(AdditionalActions="s3")
+    assert "a-z 0-9 - starting with a letter or digit" in problems(
+        PolicyProfile="scoped", ResourcePrefix="-shop"
+    )
+
+
+def test_scoped_accepts_an_empty_services_parameter() -> None:
+    """A template passes its Services parameter to either profile; empty means unset."""
+    spec = parse(PolicyProfile="scoped", ResourcePrefix="shop", Services="")
+    assert spec.profile == "scoped"
