@@ -48,6 +48,8 @@ CLASS_SEPARATOR = "\u01c1"
 # Test selections: the files that reach a module, kept small enough that each run takes minutes.
 PURE_CORE = ("tests/test_plan.py", "tests/test_spec.py", "tests/test_policy.py")
 ENGINE = ("tests/test_iam_engine.py",)
+#: The call path's retries and pacing, lost answers, progress lines (seconds, in virtual time).
+THROTTLING = ("tests/test_throttling.py",)
 LIFECYCLE = ("tests/test_lifecycle.py", "tests/test_lifecycle_attacks.py")
 
 
@@ -80,9 +82,9 @@ MODULES: tuple[Module, ...] = (
     Module("profiles/naming.py", (*PURE_CORE, "tests/test_jets_calls.py")),
     # The IAM edge.
     Module("iam/preflight.py", ENGINE),
-    Module("iam/applier.py", ENGINE),
+    Module("iam/applier.py", (*ENGINE, *THROTTLING)),
     Module("iam/reader.py", ENGINE),
-    Module("iam/callpath.py", ("tests/test_throttling.py", *ENGINE)),
+    Module("iam/callpath.py", (*THROTTLING, *ENGINE)),
     # The registry.
     Module("registry/model.py", ("tests/test_lifecycle.py",)),
     Module("registry/store.py", ("tests/test_lifecycle.py",)),

@@ -9,6 +9,7 @@ in-process mocks and in-process servers alike) to add:
 * MaxItems outside IAM's 1 to 1,000 on any paged read -> ValidationError (moto accepts any);
 * GetAccountAuthorizationDetails paging: 100 entries a page unless MaxItems says otherwise (moto
   returns everything at once);
+* UpdateGroup with NewPath alone moves the group (moto ignores a path without a new name);
 * managed policies IAM will not attach (``unattachable``, e.g. deprecated ones): GetPolicy answers
   IsAttachable false and AttachGroupPolicy PolicyNotAttachable;
 * AddUserToGroup for a user already in 10 groups -> LimitExceeded;
@@ -346,6 +347,8 @@ class StrictIam:
                 if action == "GetPolicy" and response._get_param("PolicyArn") in layer.unattachable:
                     return layer._unattachable_policy(response)
                 result = method(response)
+                if action == "UpdateGroup" and not response._get_param("NewGroupName"):
+                    layer._move_group(response)
                 with layer._lock:
                     times, how = layer._lost.get(action, (0, ""))
                     if times > 0:
@@ -406,6 +409,11 @@ class StrictIam:
         else:
             result["IsTruncated"] = False
         return ActionResult(result)
+
+    def _move_group(self, response: IamResponse) -> None:
+        new_path = response._get_param("NewPath")
+        if new_path:
+            response.backend.get_group(response._get_param("GroupName")).path = new_path
 
     def _unattachable_policy(self, response: IamResponse) -> Any:
         from moto.core.responses import ActionResult

@@ -3,6 +3,7 @@ driven through the controller as CloudFormation drives it (``Stack``)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pytest
@@ -10,11 +11,11 @@ from botocore.exceptions import ClientError
 
 from helpers import ACCOUNT, BIG_POLICY, NoSleep, Stack, declared, make_policy, make_users, users
 from jets_deploy_iam import policy
-from jets_deploy_iam.config import ReconcileConfig
-from jets_deploy_iam.exceptions import IamApplyError, PreflightError
+from jets_deploy_iam.config import Deadline, ReconcileConfig
+from jets_deploy_iam.exceptions import DeadlineExceededError, IamApplyError, PreflightError
 from jets_deploy_iam.iam.applier import apply_plan
 from jets_deploy_iam.iam.preflight import preflight
-from jets_deploy_iam.iam.reader import read_group
+from jets_deploy_iam.iam.reader import find_group, read_group, read_members
 from jets_deploy_iam.limits import (
     MAX_ATTACHED_POLICIES,
     MAX_GROUP_INLINE_POLICY_CHARS,
@@ -22,7 +23,17 @@ from jets_deploy_iam.limits import (
     MAX_PAGE_ITEMS,
 )
 from jets_deploy_iam.ownership import Ownership
-from jets_deploy_iam.plan import AttachPolicy, DeletePolicy, Plan, plan_reconcile
+from jets_deploy_iam.plan import (
+    AddMember,
+    AttachPolicy,
+    Change,
+    DeleteGroup,
+    DeletePolicy,
+    DetachPolicy,
+    Plan,
+    RemoveMember,
+    plan_reconcile,
+)
 from jets_deploy_iam.state import ActualGroup
 from strict_iam import StrictIam
 
@@ -111,6 +122,44 @@ def test_reader_returns_policies_and_attachments(iam: IAMClient) -> None:
 
 def test_reader_missing_group_is_none(iam: IAMClient) -> None:
     assert read_group(iam, "nope") is None
+
+
+def test_reader_takes_a_thousand_members_a_page_by_default(
+    iam: IAMClient, strict: StrictIam
+) -> None:
+    iam.create_group(GroupName="g")
+    make_users(iam, users(1200))
+    for name in users(1200):
+        iam.add_user_to_group(GroupName="g", UserName=name)
+    strict.reset()
+    assert read_members(iam, "g") == frozenset(users(1200))
+    assert strict.actions() == ["GetGroup", "GetGroup"]
+    strict.reset()
+    group = read_group(iam, "g")
+    assert group is not None
+    assert len(group.members) == 1200
+    assert strict.actions().count("GetGroup") == 2
+
+
+def test_reader_does_not_take_a_group_named_in_another_case(iam: IAMClient) -> None:
+    """IAM finds ``jets`` when asked for ``Jets``; to us it is another resource's group."""
+    iam.create_group(GroupName="jets")
+    assert read_group(iam, "Jets") is None
+    assert read_members(iam, "Jets") is None
+    assert read_members(iam, "nope") is None
+
+
+def test_finding_a_group_reads_each_candidate_once_and_returns_the_first_that_exists(
+    iam: IAMClient, strict: StrictIam
+) -> None:
+    iam.create_group(GroupName="Old")
+    iam.create_group(GroupName="New")
+    strict.reset()
+    found = find_group(iam, ["", "Gone", "Gone", "Old", "New"])
+    assert found is not None
+    assert found.name == "Old"
+    assert [c.group for c in strict.calls if c.action == "GetGroup"] == ["Gone", "Old"]
+    assert find_group(iam, ["", "Gone"]) is None
 
 
 # -- apply --------------------------------------------------------------------------------------
@@ -263,6 +312,129 @@ def test_a_removal_iam_calls_gone_but_a_read_contradicts_is_an_error(
     with pytest.raises(IamApplyError, match="remove user alice failed: NoSuchEntity"):
         apply_plan(iam, plan_reconcile(declared(), stale, Ownership(members=frozenset({"alice"}))))
     assert read_group(iam, "Jets").members == {"alice"}  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("removal", "action"),
+    [
+        (DetachPolicy("Jets", "POLICY"), "DetachGroupPolicy"),
+        (DeletePolicy("Jets", "JetsPolicy"), "DeleteGroupPolicy"),
+        (RemoveMember("Jets", "alice"), "RemoveUserFromGroup"),
+    ],
+)
+def test_a_removal_iam_calls_gone_is_done_only_if_a_read_agrees(
+    iam: IAMClient, strict: StrictIam, removal: Change, action: str
+) -> None:
+    """NoSuchEntity on a removal is IAM's eventually consistent word: the item still there
+    is an error (a revocation must never be skipped), the item really gone is success."""
+    arn = make_policy(iam, "p1")
+    make_users(iam, ["alice"])
+    apply_plan(iam, plan_reconcile(declared(Users="alice", ManagedPolicyArns=arn), None))
+    if isinstance(removal, DetachPolicy):
+        removal = DetachPolicy("Jets", arn)
+    strict.inject(action, "NoSuchEntity")
+    with pytest.raises(IamApplyError, match="NoSuchEntity"):
+        apply_plan(iam, Plan((removal,)))
+    group = read_group(iam, "Jets")
+    assert group is not None
+    assert group.members == {"alice"}
+    assert group.managed_policy_arns == {arn}
+    assert set(group.inline_policies) == {"JetsPolicy"}
+    apply_plan(iam, Plan((removal,)))  # really removed now
+    strict.reset()
+    result = apply_plan(iam, Plan((removal,)))  # IAM: NoSuchEntity; a read: gone. Done.
+    assert result.applied == [removal]
+    assert strict.actions()[0] == action
+
+
+def test_deleting_a_group_already_gone_is_done_one_still_there_is_not(
+    iam: IAMClient, strict: StrictIam
+) -> None:
+    iam.create_group(GroupName="Jets")
+    strict.inject("DeleteGroup", "NoSuchEntity")
+    with pytest.raises(IamApplyError, match="delete group Jets failed: NoSuchEntity"):
+        apply_plan(iam, Plan((DeleteGroup("Jets"),)))
+    iam.delete_group(GroupName="Jets")
+    assert apply_plan(iam, Plan((DeleteGroup("Jets"),))).applied == [DeleteGroup("Jets")]
+
+
+def test_a_removal_whose_confirming_read_fails_is_not_counted_as_done(
+    iam: IAMClient, strict: StrictIam
+) -> None:
+    make_users(iam, ["alice"])
+    apply_plan(iam, plan_reconcile(declared(Users="alice"), None))
+    strict.inject("RemoveUserFromGroup", "NoSuchEntity")
+    strict.inject("GetGroup", "AccessDenied")
+    with pytest.raises(IamApplyError, match="NoSuchEntity"):
+        apply_plan(iam, Plan((RemoveMember("Jets", "alice"),)))
+
+
+def test_the_group_path_is_set_on_create_and_moved_in_place(iam: IAMClient, stack: Stack) -> None:
+    created = stack.create({"GroupPath": "/ci/"})
+    assert created.data["Arn"] == f"arn:aws:iam::{ACCOUNT}:group/ci/Jets"
+    moved = stack.update({"GroupPath": "/deploy/"})
+    assert moved.data["GroupId"] == created.data["GroupId"]
+    assert moved.data["Arn"] == f"arn:aws:iam::{ACCOUNT}:group/deploy/Jets"
+    group = read_group(iam, "Jets")
+    assert group is not None
+    assert group.path == "/deploy/"
+
+
+def test_a_failure_says_what_iam_said_and_how_to_fix_it(iam: IAMClient, strict: StrictIam) -> None:
+    apply_plan(iam, plan_reconcile(declared(), None))
+    strict.fail_write(1, code="LimitExceeded")
+    make_users(iam, ["alice"])
+    with pytest.raises(IamApplyError) as caught:
+        apply_plan(iam, Plan((AddMember("Jets", "alice"),)))
+    assert caught.value.code == "LimitExceeded"
+    assert "injected failure of AddUserToGroup (an IAM quota is full" in str(caught.value)
+    strict.fail_write(1, code="InvalidInput")
+    with pytest.raises(IamApplyError) as caught:
+        apply_plan(iam, Plan((AddMember("Jets", "alice"),)))
+    assert str(caught.value).endswith("injected failure of AddUserToGroup")
+
+
+def test_every_applied_change_is_reported_in_order(iam: IAMClient) -> None:
+    make_users(iam, ["alice", "bob"])
+    plan = plan_reconcile(declared(Users="alice,bob"), None)
+    seen: list[Change] = []
+    result = apply_plan(iam, plan, on_applied=seen.append)
+    assert seen[:2] == list(plan.changes[:2])  # the group and its policy first, in order
+    assert sorted(map(str, seen)) == sorted(map(str, plan))
+    assert result.applied == seen
+    assert result.created["GroupName"] == "Jets"
+
+
+def test_no_change_starts_after_the_deadline(iam: IAMClient, strict: StrictIam) -> None:
+    past = Deadline(at=0.0, clock=lambda: 1.0)
+    with pytest.raises(DeadlineExceededError, match="stopped before create group Jets"):
+        apply_plan(iam, plan_reconcile(declared(), None), deadline=past)
+    assert strict.writes == []
+
+
+def test_members_in_flight_never_exceed_the_configured_cap(
+    iam: IAMClient, strict: StrictIam
+) -> None:
+    make_users(iam, users(12))
+    strict.latency = 0.01
+    config = ReconcileConfig(max_in_flight=2)
+    apply_plan(iam, plan_reconcile(declared(Users=users(12)), None), config)
+    assert strict.max_in_flight == 2
+    strict.reset()
+    apply_plan(
+        iam, plan_reconcile(declared(), read_group(iam, "Jets")), replace(config, max_in_flight=1)
+    )
+    assert strict.max_in_flight == 1
+
+
+def test_a_failed_member_change_in_a_concurrent_batch_is_the_error_raised(
+    iam: IAMClient, strict: StrictIam
+) -> None:
+    make_users(iam, users(6))
+    apply_plan(iam, plan_reconcile(declared(), None))
+    strict.fail_write(3, code="LimitExceeded")
+    with pytest.raises(IamApplyError, match="LimitExceeded"):
+        apply_plan(iam, plan_reconcile(declared(Users=users(6)), read_group(iam, "Jets")))
 
 
 # -- limits the strict layer enforces when pre-flight is bypassed -------------------------------
