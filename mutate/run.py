@@ -86,7 +86,7 @@ MODULES: tuple[Module, ...] = (
     Module("iam/reader.py", ENGINE),
     Module("iam/callpath.py", (*THROTTLING, *ENGINE)),
     # The registry.
-    Module("registry/model.py", ("tests/test_lifecycle.py",)),
+    Module("registry/model.py", ("tests/test_registry_model.py", "tests/test_lifecycle.py")),
     Module("registry/store.py", ("tests/test_lifecycle.py",)),
     # Request parsing and the answer.
     Module("request.py", ("tests/test_protocol.py", "tests/test_handler.py")),
