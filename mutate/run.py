@@ -89,8 +89,8 @@ MODULES: tuple[Module, ...] = (
     Module("registry/model.py", ("tests/test_registry_model.py", "tests/test_lifecycle.py")),
     Module("registry/store.py", ("tests/test_lifecycle.py",)),
     # Request parsing and the answer.
-    Module("request.py", ("tests/test_protocol.py", "tests/test_handler.py")),
-    Module("response.py", ("tests/test_protocol.py", "tests/test_handler.py")),
+    Module("request.py", ("tests/test_request.py", "tests/test_handler.py")),
+    Module("response.py", ("tests/test_request.py", "tests/test_handler.py")),
     # The lifecycle.
     Module("reconcile.py", (*ENGINE, *LIFECYCLE)),
 )
