@@ -124,21 +124,20 @@ def test_reader_missing_group_is_none(iam: IAMClient) -> None:
     assert read_group(iam, "nope") is None
 
 
-def test_reader_takes_a_thousand_members_a_page_by_default(
-    iam: IAMClient, strict: StrictIam
-) -> None:
+def test_reader_asks_for_iams_largest_page_by_default(iam: IAMClient, strict: StrictIam) -> None:
+    """150 members: one GetGroup at MaxItems 1,000 (IAM's default page of 100 would take two)."""
     iam.create_group(GroupName="g")
-    make_users(iam, users(1200))
-    for name in users(1200):
+    make_users(iam, users(150))
+    for name in users(150):
         iam.add_user_to_group(GroupName="g", UserName=name)
     strict.reset()
-    assert read_members(iam, "g") == frozenset(users(1200))
-    assert strict.actions() == ["GetGroup", "GetGroup"]
+    assert read_members(iam, "g") == frozenset(users(150))
+    assert strict.actions() == ["GetGroup"]
     strict.reset()
     group = read_group(iam, "g")
     assert group is not None
-    assert len(group.members) == 1200
-    assert strict.actions().count("GetGroup") == 2
+    assert len(group.members) == 150
+    assert strict.actions().count("GetGroup") == 1
 
 
 def test_reader_does_not_take_a_group_named_in_another_case(iam: IAMClient) -> None:
@@ -668,15 +667,14 @@ def test_many_missing_users_are_counted_after_the_first_five(
     assert ghosts[5:] == [] or ghosts[5] not in reason
 
 
-def test_preflight_reads_every_user_in_pages_of_a_thousand(
+def test_preflight_asks_for_iams_largest_page_of_users(
     iam: IAMClient, strict: StrictIam, stack: Stack
 ) -> None:
-    make_users(iam, users(1500))
-    for i in range(3):
-        iam.create_group(GroupName=f"other{i}")
+    """150 users: one GetAccountAuthorizationDetails (IAM's default page of 100 would take two)."""
+    make_users(iam, users(150))
     strict.reset()
-    assert stack.create({"Users": users(2, start=1498)}).ok
-    assert strict.actions().count("GetAccountAuthorizationDetails") == 2
+    assert stack.create({"Users": users(2, start=148)}).ok
+    assert strict.actions().count("GetAccountAuthorizationDetails") == 1
 
 
 # -- lifecycle through the controller -----------------------------------------------------------
