@@ -15,7 +15,7 @@ PYENV_DIR := $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)
 PY313 := $(or $(lastword $(wildcard $(PYENV_DIR)/versions/3.13*/bin/python3.13)),$(shell command -v python3.13))
 SAM := SAM_CLI_TELEMETRY=0 PATH="$(dir $(PY313)):$$PATH" $(SAM_VENV)/bin/sam
 
-.PHONY: test lint typecheck cfn-lint sam stackset unit artifact demo bench clean
+.PHONY: test lint typecheck cfn-lint sam stackset unit artifact demo bench mutate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+$(VENV)/.mutate-installed: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,mutate]'
+	touch $@
 
 $(SAM_VENV)/.installed:
 	$(PYTHON) -m venv $(SAM_VENV)
@@ -37,12 +41,12 @@ $(RUNTIME_VENV)/.installed:
 	touch $@
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench stackset
-	$(BIN)/ruff format --check src tests bench stackset
+	$(BIN)/ruff check src tests bench stackset mutate
+	$(BIN)/ruff format --check src tests bench stackset mutate
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict -p jets_deploy_iam -p jets_deploy_iam_cli
-	$(BIN)/mypy --strict stackset/generate.py stackset/upload.py
+	$(BIN)/mypy --strict stackset/generate.py stackset/upload.py mutate/run.py
 
 cfn-lint: $(STAMP)
 	$(BIN)/cfn-lint template.yaml examples/*.yaml stackset/artifact-bucket.yaml
@@ -75,6 +79,12 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
+# Mutation testing (mutmut), module by module against the tests that reach each; prints the table
+# of mutants, kills and scores (equivalent mutants: mutate/equivalent.toml). Not part of `make
+# test`. MODULES="plan.py iam/applier.py" mutates only those; scratch copies in build/mutate/.
+mutate: $(VENV)/.mutate-installed
+	$(BIN)/python mutate/run.py $(MODULES)
+
 clean:
 	rm -rf $(VENV) $(SAM_VENV) $(RUNTIME_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache \
-		stackset/template.json stackset/dist
+		stackset/template.json stackset/dist build/mutate

@@ -6,6 +6,12 @@ in-process mocks and in-process servers alike) to add:
 
 * DeleteGroup on a non-empty group -> DeleteConflict;
 * GetGroup paging: 100 members a page unless MaxItems says otherwise, with Marker/IsTruncated;
+* MaxItems outside IAM's 1 to 1,000 on any paged read -> ValidationError (moto accepts any);
+* GetAccountAuthorizationDetails paging: 100 entries a page unless MaxItems says otherwise (moto
+  returns everything at once);
+* UpdateGroup with NewPath alone moves the group (moto ignores a path without a new name);
+* managed policies IAM will not attach (``unattachable``, e.g. deprecated ones): GetPolicy answers
+  IsAttachable false and AttachGroupPolicy PolicyNotAttachable;
 * AddUserToGroup for a user already in 10 groups -> LimitExceeded;
 * the 11th managed policy attached to a group -> LimitExceeded;
 * group inline policies over 5,120 characters (whitespace not counted) -> LimitExceeded;
@@ -23,6 +29,7 @@ in-process mocks and in-process servers alike) to add:
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import re
 import threading
@@ -35,6 +42,13 @@ from botocore.exceptions import ConnectionClosedError
 from moto.core.exceptions import ServiceException
 from moto.iam import exceptions as iam_errors
 from moto.iam.responses import IamResponse
+
+from jets_deploy_iam.limits import (
+    MAX_ATTACHED_POLICIES,
+    MAX_GROUP_INLINE_POLICY_CHARS,
+    MAX_GROUPS_PER_USER,
+    MAX_PAGE_ITEMS,
+)
 
 WRITE_ACTIONS = frozenset(
     {
@@ -124,6 +138,8 @@ class StrictIam:
         self._unsettled: dict[str, int] = {}
         self.latency = 0.0
         self.page_cap: int | None = None  # return at most this many members per page
+        #: managed policy ARNs IAM refuses to attach (deprecated AWS managed policies)
+        self.unattachable: set[str] = set()
         self._fail_write_at = 0
         self._fail_write_code = "ServiceFailure"
         self._fail_write_attempts = 0
@@ -268,6 +284,12 @@ class StrictIam:
     def _rules(self, response: IamResponse, action: str) -> None:
         backend = response.backend
         get = response._get_param
+        max_items = get("MaxItems")
+        if max_items is not None and not 1 <= int(max_items) <= MAX_PAGE_ITEMS:
+            raise iam_errors.ValidationError(
+                f"1 validation error detected: Value '{max_items}' at 'maxItems' failed to "
+                f"satisfy constraint: Member must have value between 1 and {MAX_PAGE_ITEMS}"
+            )
         if action == "DeleteGroup":
             group = backend.groups.get(get("GroupName"))
             if group is not None and (group.users or group.policies or group.managed_policies):
@@ -279,17 +301,19 @@ class StrictIam:
             group = backend.groups.get(get("GroupName"))
             if user is not None and group is not None and user not in group.users:
                 count = sum(1 for g in backend.groups.values() if user in g.users)
-                if count >= 10:
+                if count >= MAX_GROUPS_PER_USER:
                     raise iam_errors.LimitExceededException(
-                        "Cannot exceed quota for GroupsPerUser: 10"
+                        f"Cannot exceed quota for GroupsPerUser: {MAX_GROUPS_PER_USER}"
                     )
         elif action == "AttachGroupPolicy":
             group = backend.groups.get(get("GroupName"))
             arn = get("PolicyArn")
-            full = group is not None and len(group.managed_policies) >= 10
+            if arn in self.unattachable:
+                raise InjectedError("PolicyNotAttachable", f"Policy {arn} is not attachable.")
+            full = group is not None and len(group.managed_policies) >= MAX_ATTACHED_POLICIES
             if full and arn not in group.managed_policies:
                 raise iam_errors.LimitExceededException(
-                    "Cannot exceed quota for PoliciesPerGroup: 10"
+                    f"Cannot exceed quota for PoliciesPerGroup: {MAX_ATTACHED_POLICIES}"
                 )
         elif action == "PutGroupPolicy":
             group = backend.groups.get(get("GroupName"))
@@ -297,9 +321,10 @@ class StrictIam:
                 docs = dict(group.policies)
                 docs[get("PolicyName")] = get("PolicyDocument")
                 total = sum(len(_WS.sub("", d)) for d in docs.values())
-                if total > 5120:
+                if total > MAX_GROUP_INLINE_POLICY_CHARS:
                     raise iam_errors.LimitExceededException(
-                        "Maximum policy size of 5120 bytes exceeded for group"
+                        f"Maximum policy size of {MAX_GROUP_INLINE_POLICY_CHARS} bytes exceeded "
+                        "for group"
                     )
 
     def _wrap(self, action: str, method: Callable[..., Any]) -> Callable[..., Any]:
@@ -317,7 +342,13 @@ class StrictIam:
                 layer._rules(response, action)
                 if action == "GetGroup":
                     return layer._paged_get_group(response)
+                if action == "GetAccountAuthorizationDetails":
+                    return layer._paged_authorization_details(response)
+                if action == "GetPolicy" and response._get_param("PolicyArn") in layer.unattachable:
+                    return layer._unattachable_policy(response)
                 result = method(response)
+                if action == "UpdateGroup" and not response._get_param("NewGroupName"):
+                    layer._move_group(response)
                 with layer._lock:
                     times, how = layer._lost.get(action, (0, ""))
                     if times > 0:
@@ -352,6 +383,44 @@ class StrictIam:
         else:
             result["IsTruncated"] = False
         return ActionResult(result)
+
+    def _paged_authorization_details(self, response: IamResponse) -> Any:
+        """IAM pages the account's details: MaxItems entries (users, groups, roles, policies
+        together) a page, 100 by default, with Marker/IsTruncated."""
+        from moto.core.responses import ActionResult
+
+        details = response.backend.get_account_authorization_details(
+            response._get_param("Filter", [])
+        )
+        kinds = (
+            ("UserDetailList", "users"),
+            ("GroupDetailList", "groups"),
+            ("RoleDetailList", "roles"),
+            ("Policies", "managed_policies"),
+        )
+        entries = [(key, item) for key, kind in kinds for item in details[kind]]
+        page = int(response._get_param("MaxItems") or DEFAULT_PAGE)
+        start = int(response._get_param("Marker") or 0)
+        result: dict[str, Any] = {key: [] for key, _ in kinds}
+        for key, item in entries[start : start + page]:
+            result[key].append(item)
+        if start + page < len(entries):
+            result.update(IsTruncated=True, Marker=str(start + page))
+        else:
+            result["IsTruncated"] = False
+        return ActionResult(result)
+
+    def _move_group(self, response: IamResponse) -> None:
+        new_path = response._get_param("NewPath")
+        if new_path:
+            response.backend.get_group(response._get_param("GroupName")).path = new_path
+
+    def _unattachable_policy(self, response: IamResponse) -> Any:
+        from moto.core.responses import ActionResult
+
+        found = copy.copy(response.backend.get_policy(response._get_param("PolicyArn")))
+        found.is_attachable = False
+        return ActionResult({"Policy": found})
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[StrictIam]:

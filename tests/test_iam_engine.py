@@ -3,18 +3,38 @@ driven through the controller as CloudFormation drives it (``Stack``)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pytest
+from botocore.exceptions import ClientError
 
 from helpers import ACCOUNT, BIG_POLICY, NoSleep, Stack, declared, make_policy, make_users, users
-from jets_deploy_iam.config import ReconcileConfig
-from jets_deploy_iam.exceptions import IamApplyError
+from jets_deploy_iam import policy
+from jets_deploy_iam.config import Deadline, ReconcileConfig
+from jets_deploy_iam.exceptions import DeadlineExceededError, IamApplyError, PreflightError
 from jets_deploy_iam.iam.applier import apply_plan
-from jets_deploy_iam.iam.reader import read_group
-from jets_deploy_iam.limits import MAX_ATTACHED_POLICIES, MAX_GROUPS_PER_USER
+from jets_deploy_iam.iam.preflight import preflight
+from jets_deploy_iam.iam.reader import find_group, read_group, read_members
+from jets_deploy_iam.limits import (
+    MAX_ATTACHED_POLICIES,
+    MAX_GROUP_INLINE_POLICY_CHARS,
+    MAX_GROUPS_PER_USER,
+    MAX_PAGE_ITEMS,
+)
 from jets_deploy_iam.ownership import Ownership
-from jets_deploy_iam.plan import AttachPolicy, Plan, plan_reconcile
+from jets_deploy_iam.plan import (
+    AddMember,
+    AttachPolicy,
+    Change,
+    DeleteGroup,
+    DeletePolicy,
+    DetachPolicy,
+    Plan,
+    RemoveMember,
+    plan_reconcile,
+)
+from jets_deploy_iam.state import ActualGroup
 from strict_iam import StrictIam
 
 if TYPE_CHECKING:
@@ -40,6 +60,26 @@ def test_strict_layer_pages_get_group_at_100_by_default(iam: IAMClient) -> None:
     first = iam.get_group(GroupName="g")
     assert len(first["Users"]) == 100
     assert first["IsTruncated"] is True
+
+
+@pytest.mark.parametrize("max_items", [MAX_PAGE_ITEMS + 1, 10 * MAX_PAGE_ITEMS])
+def test_strict_layer_refuses_max_items_over_what_iam_accepts(
+    iam: IAMClient, max_items: int
+) -> None:
+    """IAM refuses MaxItems above 1,000 (moto accepts any; botocore checks only the minimum)."""
+    iam.create_group(GroupName="g")
+    make_users(iam, ["alice"])
+    for read in (
+        lambda: iam.get_group(GroupName="g", MaxItems=max_items),
+        lambda: iam.list_group_policies(GroupName="g", MaxItems=max_items),
+        lambda: iam.list_attached_group_policies(GroupName="g", MaxItems=max_items),
+        lambda: iam.list_groups_for_user(UserName="alice", MaxItems=max_items),
+        lambda: iam.get_account_authorization_details(MaxItems=max_items),
+    ):
+        with pytest.raises(ClientError) as caught:
+            read()
+        assert caught.value.response["Error"]["Code"] == "ValidationError"
+    assert len(iam.get_group(GroupName="g", MaxItems=MAX_PAGE_ITEMS)["Users"]) == 0
 
 
 # -- reader -------------------------------------------------------------------------------------
@@ -82,6 +122,43 @@ def test_reader_returns_policies_and_attachments(iam: IAMClient) -> None:
 
 def test_reader_missing_group_is_none(iam: IAMClient) -> None:
     assert read_group(iam, "nope") is None
+
+
+def test_reader_asks_for_iams_largest_page_by_default(iam: IAMClient, strict: StrictIam) -> None:
+    """150 members: one GetGroup at MaxItems 1,000 (IAM's default page of 100 would take two)."""
+    iam.create_group(GroupName="g")
+    make_users(iam, users(150))
+    for name in users(150):
+        iam.add_user_to_group(GroupName="g", UserName=name)
+    strict.reset()
+    assert read_members(iam, "g") == frozenset(users(150))
+    assert strict.actions() == ["GetGroup"]
+    strict.reset()
+    group = read_group(iam, "g")
+    assert group is not None
+    assert len(group.members) == 150
+    assert strict.actions().count("GetGroup") == 1
+
+
+def test_reader_does_not_take_a_group_named_in_another_case(iam: IAMClient) -> None:
+    """IAM finds ``jets`` when asked for ``Jets``; to us it is another resource's group."""
+    iam.create_group(GroupName="jets")
+    assert read_group(iam, "Jets") is None
+    assert read_members(iam, "Jets") is None
+    assert read_members(iam, "nope") is None
+
+
+def test_finding_a_group_reads_each_candidate_once_and_returns_the_first_that_exists(
+    iam: IAMClient, strict: StrictIam
+) -> None:
+    iam.create_group(GroupName="Old")
+    iam.create_group(GroupName="New")
+    strict.reset()
+    found = find_group(iam, ["", "Gone", "Gone", "Old", "New"])
+    assert found is not None
+    assert found.name == "Old"
+    assert [c.group for c in strict.calls if c.action == "GetGroup"] == ["Gone", "Old"]
+    assert find_group(iam, ["", "Gone"]) is None
 
 
 # -- apply --------------------------------------------------------------------------------------
@@ -236,6 +313,129 @@ def test_a_removal_iam_calls_gone_but_a_read_contradicts_is_an_error(
     assert read_group(iam, "Jets").members == {"alice"}  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize(
+    ("removal", "action"),
+    [
+        (DetachPolicy("Jets", "POLICY"), "DetachGroupPolicy"),
+        (DeletePolicy("Jets", "JetsPolicy"), "DeleteGroupPolicy"),
+        (RemoveMember("Jets", "alice"), "RemoveUserFromGroup"),
+    ],
+)
+def test_a_removal_iam_calls_gone_is_done_only_if_a_read_agrees(
+    iam: IAMClient, strict: StrictIam, removal: Change, action: str
+) -> None:
+    """NoSuchEntity on a removal is IAM's eventually consistent word: the item still there
+    is an error (a revocation must never be skipped), the item really gone is success."""
+    arn = make_policy(iam, "p1")
+    make_users(iam, ["alice"])
+    apply_plan(iam, plan_reconcile(declared(Users="alice", ManagedPolicyArns=arn), None))
+    if isinstance(removal, DetachPolicy):
+        removal = DetachPolicy("Jets", arn)
+    strict.inject(action, "NoSuchEntity")
+    with pytest.raises(IamApplyError, match="NoSuchEntity"):
+        apply_plan(iam, Plan((removal,)))
+    group = read_group(iam, "Jets")
+    assert group is not None
+    assert group.members == {"alice"}
+    assert group.managed_policy_arns == {arn}
+    assert set(group.inline_policies) == {"JetsPolicy"}
+    apply_plan(iam, Plan((removal,)))  # really removed now
+    strict.reset()
+    result = apply_plan(iam, Plan((removal,)))  # IAM: NoSuchEntity; a read: gone. Done.
+    assert result.applied == [removal]
+    assert strict.actions()[0] == action
+
+
+def test_deleting_a_group_already_gone_is_done_one_still_there_is_not(
+    iam: IAMClient, strict: StrictIam
+) -> None:
+    iam.create_group(GroupName="Jets")
+    strict.inject("DeleteGroup", "NoSuchEntity")
+    with pytest.raises(IamApplyError, match="delete group Jets failed: NoSuchEntity"):
+        apply_plan(iam, Plan((DeleteGroup("Jets"),)))
+    iam.delete_group(GroupName="Jets")
+    assert apply_plan(iam, Plan((DeleteGroup("Jets"),))).applied == [DeleteGroup("Jets")]
+
+
+def test_a_removal_whose_confirming_read_fails_is_not_counted_as_done(
+    iam: IAMClient, strict: StrictIam
+) -> None:
+    make_users(iam, ["alice"])
+    apply_plan(iam, plan_reconcile(declared(Users="alice"), None))
+    strict.inject("RemoveUserFromGroup", "NoSuchEntity")
+    strict.inject("GetGroup", "AccessDenied")
+    with pytest.raises(IamApplyError, match="NoSuchEntity"):
+        apply_plan(iam, Plan((RemoveMember("Jets", "alice"),)))
+
+
+def test_the_group_path_is_set_on_create_and_moved_in_place(iam: IAMClient, stack: Stack) -> None:
+    created = stack.create({"GroupPath": "/ci/"})
+    assert created.data["Arn"] == f"arn:aws:iam::{ACCOUNT}:group/ci/Jets"
+    moved = stack.update({"GroupPath": "/deploy/"})
+    assert moved.data["GroupId"] == created.data["GroupId"]
+    assert moved.data["Arn"] == f"arn:aws:iam::{ACCOUNT}:group/deploy/Jets"
+    group = read_group(iam, "Jets")
+    assert group is not None
+    assert group.path == "/deploy/"
+
+
+def test_a_failure_says_what_iam_said_and_how_to_fix_it(iam: IAMClient, strict: StrictIam) -> None:
+    apply_plan(iam, plan_reconcile(declared(), None))
+    strict.fail_write(1, code="LimitExceeded")
+    make_users(iam, ["alice"])
+    with pytest.raises(IamApplyError) as caught:
+        apply_plan(iam, Plan((AddMember("Jets", "alice"),)))
+    assert caught.value.code == "LimitExceeded"
+    assert "injected failure of AddUserToGroup (an IAM quota is full" in str(caught.value)
+    strict.fail_write(1, code="InvalidInput")
+    with pytest.raises(IamApplyError) as caught:
+        apply_plan(iam, Plan((AddMember("Jets", "alice"),)))
+    assert str(caught.value).endswith("injected failure of AddUserToGroup")
+
+
+def test_every_applied_change_is_reported_in_order(iam: IAMClient) -> None:
+    make_users(iam, ["alice", "bob"])
+    plan = plan_reconcile(declared(Users="alice,bob"), None)
+    seen: list[Change] = []
+    result = apply_plan(iam, plan, on_applied=seen.append)
+    assert seen[:2] == list(plan.changes[:2])  # the group and its policy first, in order
+    assert sorted(map(str, seen)) == sorted(map(str, plan))
+    assert result.applied == seen
+    assert result.created["GroupName"] == "Jets"
+
+
+def test_no_change_starts_after_the_deadline(iam: IAMClient, strict: StrictIam) -> None:
+    past = Deadline(at=0.0, clock=lambda: 1.0)
+    with pytest.raises(DeadlineExceededError, match="stopped before create group Jets"):
+        apply_plan(iam, plan_reconcile(declared(), None), deadline=past)
+    assert strict.writes == []
+
+
+def test_members_in_flight_never_exceed_the_configured_cap(
+    iam: IAMClient, strict: StrictIam
+) -> None:
+    make_users(iam, users(12))
+    strict.latency = 0.01
+    config = ReconcileConfig(max_in_flight=2)
+    apply_plan(iam, plan_reconcile(declared(Users=users(12)), None), config)
+    assert strict.max_in_flight == 2
+    strict.reset()
+    apply_plan(
+        iam, plan_reconcile(declared(), read_group(iam, "Jets")), replace(config, max_in_flight=1)
+    )
+    assert strict.max_in_flight == 1
+
+
+def test_a_failed_member_change_in_a_concurrent_batch_is_the_error_raised(
+    iam: IAMClient, strict: StrictIam
+) -> None:
+    make_users(iam, users(6))
+    apply_plan(iam, plan_reconcile(declared(), None))
+    strict.fail_write(3, code="LimitExceeded")
+    with pytest.raises(IamApplyError, match="LimitExceeded"):
+        apply_plan(iam, plan_reconcile(declared(Users=users(6)), read_group(iam, "Jets")))
+
+
 # -- limits the strict layer enforces when pre-flight is bypassed -------------------------------
 
 
@@ -369,6 +569,111 @@ def test_preflight_reads_grow_with_pages_not_users(
     assert stack.create({"Users": users(1000)}).ok
     assert len(strict.writes) == 1002  # group, policy, 1,000 members
     assert len(strict.reads) <= 6
+    assert strict.actions().count("GetAccountAuthorizationDetails") == 1
+
+
+def test_exactly_ten_attachments_pass_preflight(iam: IAMClient, stack: Stack) -> None:
+    arns = [make_policy(iam, f"p{i}") for i in range(MAX_ATTACHED_POLICIES)]
+    assert stack.create({"ManagedPolicyArns": arns}).ok
+    group = read_group(iam, "Jets")
+    assert group is not None
+    assert len(group.managed_policy_arns) == MAX_ATTACHED_POLICIES
+
+
+def test_inline_policies_totalling_exactly_5120_characters_pass_preflight(
+    iam: IAMClient, strict: StrictIam, stack: Stack
+) -> None:
+    ours = policy.counted_size(policy.render(declared().policy_document))
+    filler = MAX_GROUP_INLINE_POLICY_CHARS - ours - policy.counted_size(BIG_POLICY % "")
+    for name, size in (("Jets", filler), ("Over", filler + 1)):
+        iam.create_group(GroupName=name)
+        foreign = BIG_POLICY % ("x" * size)
+        iam.put_group_policy(GroupName=name, PolicyName="Foreign", PolicyDocument=foreign)
+    props = {"Exclusive": "false", "AdoptExistingGroup": "true"}
+    assert stack.create(props).ok
+    strict.reset()
+    other = Stack(stack.send, logical_id="Other")
+    reason = other.create({**props, "GroupName": "Over"}).reason
+    assert f"would total {MAX_GROUP_INLINE_POLICY_CHARS + 1} characters" in reason
+    assert strict.writes == []
+
+
+def test_preflight_of_a_plan_deleting_a_policy_already_gone_counts_nothing_for_it(
+    iam: IAMClient,
+) -> None:
+    group = ActualGroup(name="Jets", path="/", arn="", group_id="")
+    plan = Plan.of([DeletePolicy("Jets", "Gone"), AttachPolicy("Jets", make_policy(iam, "p"))])
+    preflight(iam, plan, group)  # raises PreflightError if anything is wrong
+
+
+def test_every_managed_policy_problem_is_named_at_once(iam: IAMClient, strict: StrictIam) -> None:
+    missing = f"arn:aws:iam::{ACCOUNT}:policy/Nope"
+    deprecated = make_policy(iam, "Deprecated")
+    strict.unattachable.add(deprecated)
+    invalid = make_policy(iam, "Odd")
+    strict.inject("GetPolicy", "InvalidInput", skip=2)  # IAM's word on the third ARN
+    fine = make_policy(iam, "Fine")
+    plan = Plan.of([AttachPolicy("Jets", a) for a in (missing, deprecated, invalid, fine)])
+    with pytest.raises(PreflightError) as caught:
+        preflight(iam, plan, None)
+    assert caught.value.problems == (
+        f"ManagedPolicyArns entry {missing} does not exist in this account",
+        f"ManagedPolicyArns entry {deprecated} cannot be attached (IAM says so)",
+        f"ManagedPolicyArns entry {invalid} is not a valid policy ARN",
+    )
+
+
+def test_a_policy_iam_will_not_attach_fails_before_any_write(
+    iam: IAMClient, strict: StrictIam, stack: Stack
+) -> None:
+    arn = make_policy(iam, "Deprecated")
+    strict.unattachable.add(arn)
+    strict.reset()
+    assert f"{arn} cannot be attached" in stack.create({"ManagedPolicyArns": arn}).reason
+    assert strict.writes == []
+
+
+def test_an_unexpected_error_reading_a_policy_is_not_taken_for_a_verdict(
+    iam: IAMClient, strict: StrictIam
+) -> None:
+    strict.inject("GetPolicy", "AccessDenied")
+    plan = Plan.of([AttachPolicy("Jets", make_policy(iam, "p"))])
+    with pytest.raises(ClientError, match="AccessDenied"):
+        preflight(iam, plan, None)
+
+
+def test_missing_users_lead_the_reason_without_a_guess_when_none_is_close(
+    iam: IAMClient, stack: Stack
+) -> None:
+    make_users(iam, ["alice", "bob"])
+    for i in range(MAX_GROUPS_PER_USER):
+        iam.create_group(GroupName=f"other{i}")
+        iam.add_user_to_group(GroupName=f"other{i}", UserName="alice")
+    reason = stack.create({"Users": "alice,ghost,bob"}).reason
+    assert reason.startswith("Users: no such IAM user ghost: create the user(s) first")
+    assert "did you mean" not in reason
+    assert f"alice is already in {MAX_GROUPS_PER_USER} groups" in reason
+
+
+@pytest.mark.parametrize(("count", "more"), [(5, 0), (6, 1), (8, 3)])
+def test_many_missing_users_are_counted_after_the_first_five(
+    stack: Stack, count: int, more: int
+) -> None:
+    ghosts = users(count, prefix="ghost")
+    reason = stack.create({"Users": ghosts}).reason
+    named = ", ".join(ghosts[:5])
+    expected = named + (f" and {more} more" if more else "") + ": create the user(s)"
+    assert f"no such IAM user {expected}" in reason
+    assert ghosts[5:] == [] or ghosts[5] not in reason
+
+
+def test_preflight_asks_for_iams_largest_page_of_users(
+    iam: IAMClient, strict: StrictIam, stack: Stack
+) -> None:
+    """150 users: one GetAccountAuthorizationDetails (IAM's default page of 100 would take two)."""
+    make_users(iam, users(150))
+    strict.reset()
+    assert stack.create({"Users": users(2, start=148)}).ok
     assert strict.actions().count("GetAccountAuthorizationDetails") == 1
 
 

@@ -301,3 +301,190 @@ def test_a_long_value_keeps_its_distinguishing_end_and_balanced_quotes() -> None
     message = problems(Users=long_user)
     assert "\u2026" in message
     assert "-alice!'" in message
+
+
+# -- the scoped document keeps what the properties add --------------------------------------------
+
+
+def test_scoped_keeps_additional_actions_in_a_statement_of_their_own() -> None:
+    spec = parse(PolicyProfile="scoped", ResourcePrefix="shop", AdditionalActions="sqs:Send*")
+    assert {"Effect": "Allow", "Action": ["sqs:Send*"], "Resource": ["*"]} in (
+        spec.policy_document["Statement"]
+    )
+    assert "sqs:Send*" in policy.actions_of(spec.policy_document)
+
+
+# -- limits are inclusive: exactly at IAM's maximum is accepted -----------------------------------
+
+
+def _actions_of_size(target: int) -> list[str]:
+    """AdditionalActions that make the default baseline document exactly ``target`` characters
+    as IAM counts them."""
+    actions: list[str] = []
+
+    def size() -> int:
+        return policy.counted_size(policy.render(parse(AdditionalActions=actions).policy_document))
+
+    while size() < target - 40:
+        actions.append(f"svc{len(actions):04d}:Action{len(actions):04d}")
+    actions.append("pad:A")
+    actions[-1] = "pad:" + "A" * (target - size() + 1)
+    assert size() == target
+    return actions
+
+
+def test_a_document_of_exactly_5120_characters_is_accepted_one_more_is_not() -> None:
+    actions = _actions_of_size(MAX_GROUP_INLINE_POLICY_CHARS)
+    assert parse(AdditionalActions=actions).policy_name == "JetsPolicy"
+    actions[-1] += "A"
+    assert f"would be {MAX_GROUP_INLINE_POLICY_CHARS + 1} characters" in problems(
+        AdditionalActions=actions
+    )
+
+
+@pytest.mark.parametrize(("length", "valid"), [(1, True), (64, True), (65, False)])
+def test_user_names_of_1_to_64_characters(length: int, valid: bool) -> None:
+    name = "u" * length
+    if valid:
+        assert parse(Users=name).users == (name,)
+    else:
+        assert f"Users entry {name!r}"[:20] in problems(Users=name)
+
+
+@pytest.mark.parametrize(("length", "valid"), [(1, True), (128, True), (129, False)])
+def test_group_names_of_1_to_128_characters(length: int, valid: bool) -> None:
+    assert is_group_name("g" * length) is valid
+
+
+def test_a_path_of_512_characters_is_accepted_one_more_is_not() -> None:
+    path = "/" + "p" * 510 + "/"
+    assert parse(GroupPath=path).path == path
+    assert "GroupPath" in problems(GroupPath="/" + "p" * 511 + "/")
+
+
+# -- every problem names the property and the value at fault --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("props", "named"),
+    [
+        ({"DriftAction": "fix"}, "DriftAction 'fix'"),
+        ({"GroupPath": "no-slash"}, "GroupPath 'no-slash'"),
+        ({"Users": "alice,a b"}, "Users entry 'a b'"),
+        ({"Users": ["alice", 42]}, "Users entries must be strings, got 42"),
+        ({"Users": {"alice": 1}}, "Users must be a list or a comma-separated string, got {"),
+        ({"GroupName": ["Jets"]}, "GroupName must be a string, got ['Jets']"),
+    ],
+)
+def test_a_problem_names_the_property_and_the_value(props: dict[str, Any], named: str) -> None:
+    assert named in problems(**props)
+
+
+def test_properties_that_are_not_an_object_are_shown() -> None:
+    with pytest.raises(InvalidPropertiesError, match=r"got \['GroupName'\]"):
+        parse_properties(["GroupName"], ENV)  # type: ignore[arg-type]
+
+
+def test_several_unknown_properties_are_all_named() -> None:
+    message = problems(GroupNmae="Ops", Userz="alice")
+    assert "unknown properties 'GroupNmae', 'Userz'" in message
+
+
+def test_a_bad_list_entry_does_not_hide_the_entries_after_it() -> None:
+    assert parse(Users="alice,,bob").users == ("alice", "bob")
+    with pytest.raises(InvalidPropertiesError) as caught:
+        parse(Users=["alice", 7, "bad user", "bob", "carol!"])
+    assert len(caught.value.problems) == 3  # 7, 'bad user' and 'carol!', each named
+
+
+def test_drift_action_and_adoption_are_read_from_their_properties() -> None:
+    spec = parse(DriftAction="correct", AdoptExistingGroup="true")
+    assert spec.drift_action == "correct"
+    assert spec.adopt_existing_group is True
+    assert parse().drift_action == "report"
+
+
+def test_a_numeric_property_is_taken_as_its_text() -> None:
+    assert parse(JetsVersion=6).jets_version == "6"
+    assert parse(GroupName=None).group_name == "Jets"
+
+
+def test_previous_properties_are_read_in_the_functions_partition() -> None:
+    arn = "arn:aws:iam::111122223333:policy/Deploy"
+    previous = parse_previous({"ManagedPolicyArns": arn}, ENV)
+    assert previous is not None
+    assert previous.managed_policy_arns == (arn,)
+
+
+@pytest.mark.parametrize(
+    "arn",
+    [
+        "arn:aws:lambda",
+        "arn::lambda:us-east-1:111122223333:function:f",
+        "arn:aws:lambda:us-east-1::function:f",
+    ],
+)
+def test_a_function_arn_without_partition_or_account_falls_back_to_the_defaults(arn: str) -> None:
+    assert Environment.from_function_arn(arn) == Environment()
+
+
+def test_partition_and_account_are_the_arns_second_and_fifth_fields() -> None:
+    env = Environment.from_function_arn("arn:aws-cn:lambda:cn-north-1:999988887777")
+    assert env == Environment("aws-cn", "999988887777")
+
+
+def test_a_value_that_fits_is_shown_whole_and_a_longer_one_is_cut_to_the_same_size() -> None:
+    """Within 48 characters a value is quoted as is; beyond, it is cut to 48 (start, an
+    ellipsis, the distinguishing end)."""
+    fits = "u" * 46  # 48 with its quotes
+    assert f"Users entry '{fits}!'"[:14] in problems(Users=fits + "!")
+    message = problems(Users=fits[:-1] + "!")
+    assert f"'{fits[:-1]}!'" in message  # 47 characters + quotes = 48: whole
+    longer = "a" * 30 + "b" * 30 + "!"
+    message = problems(Users=longer)
+    shown = message[message.index("entry ") + len("entry ") : message.index(" is not")]
+    assert len(shown) == 48
+    assert shown.startswith("'aaaa")
+    assert shown.endswith("bbbb!'")
+    assert shown.count("\u2026") == 1
+
+
+@pytest.mark.parametrize(
+    ("props", "fix"),
+    [
+        ({"ResourcePrefix": "shop"}, "ResourcePrefix applies only to PolicyProfile scoped"),
+        (
+            {"AppManagedPolicyArns": "arn:aws:iam::aws:policy/ReadOnlyAccess"},
+            "AppManagedPolicyArns applies only to PolicyProfile scoped (baseline already grants "
+            "iam:*): remove it or use scoped",
+        ),
+        ({"Services": ""}, "Services is empty and there are no AdditionalActions"),
+        (
+            {"PolicyProfile": "scoped", "ResourcePrefix": "shop", "Services": "s3"},
+            "Services applies only to PolicyProfile baseline",
+        ),
+        ({"Services": "S3"}, "Services entry 'S3' is not a service prefix like 's3' or 'dynamodb'"),
+        ({"AdditionalActions": "s3"}, "AdditionalActions entry 's3' is not an action like "),
+        ({"PolicyProfile": "scoped", "ResourcePrefix": "Shop"}, "ResourcePrefix 'Shop'"),
+    ],
+)
+def test_a_problem_starts_with_the_property_spelt_as_cloudformation_needs_it(
+    props: dict[str, Any], fix: str
+) -> None:
+    """CloudFormation property names are case-sensitive: the Reason leads with the exact name."""
+    with pytest.raises(InvalidPropertiesError) as caught:
+        parse(**props)
+    assert [p for p in caught.value.problems if p.startswith(fix)] != []
+
+
+def test_a_problem_shows_what_a_valid_value_looks_like() -> None:
+    assert "like 's3:GetObject'" in problems(AdditionalActions="s3")
+    assert "a-z 0-9 - starting with a letter or digit" in problems(
+        PolicyProfile="scoped", ResourcePrefix="-shop"
+    )
+
+
+def test_scoped_accepts_an_empty_services_parameter() -> None:
+    """A template passes its Services parameter to either profile; empty means unset."""
+    spec = parse(PolicyProfile="scoped", ResourcePrefix="shop", Services="")
+    assert spec.profile == "scoped"

@@ -19,7 +19,15 @@ from botocore.exceptions import ReadTimeoutError
 from helpers import ENV, event, make_users
 from jets_deploy_iam.config import Deadline, ReconcileConfig
 from jets_deploy_iam.exceptions import DeadlineExceededError
-from jets_deploy_iam.iam.callpath import AdaptiveRate, AimdWindow, CallPath, bounded_by
+from jets_deploy_iam.iam.callpath import (
+    AdaptiveRate,
+    AimdPacing,
+    AimdWindow,
+    CallPath,
+    PacingState,
+    bounded_by,
+    kind_of,
+)
 from jets_deploy_iam.iam.client import make_iam_client
 from jets_deploy_iam.iam.reader import read_group
 from jets_deploy_iam.reconcile import Controller
@@ -339,6 +347,124 @@ def test_the_pacer_wait_never_runs_past_the_deadline(iam: IAMClient, vclock: Vir
     with pytest.raises(DeadlineExceededError, match="stopped before next"):
         rate.wait(deadline, "next")
     assert deadline.remaining() > 0  # it refused instead of sleeping through the deadline
+
+
+def test_reads_and_writes_are_paced_apart() -> None:
+    """IAM may throttle reads and writes apart: Get* and List* calls are reads, the rest writes."""
+    assert [
+        kind_of(op) for op in ("GetGroup", "ListGroupPolicies", "GetAccountAuthorizationDetails")
+    ] == ["read"] * 3
+    assert [kind_of(op) for op in ("AddUserToGroup", "CreateGroup", "DeleteGroupPolicy")] == [
+        "write"
+    ] * 3
+
+
+def test_a_pacing_snapshot_counts_one_batch_and_says_what_is_allowed() -> None:
+    before = PacingState(in_flight_limit=8, write_rate=None, throttled=5, retried=7)
+    now = PacingState(in_flight_limit=4, write_rate=2.5, throttled=8, retried=12)
+    batch = now.since(before)
+    assert batch == PacingState(in_flight_limit=4, write_rate=2.5, throttled=3, retried=5)
+    text = batch.describe()
+    assert text.startswith("2.5 writes/s allowed")
+    assert "at most 4 in flight" in text
+    assert "3 throttled and 5 retried" in text
+    assert before.describe().startswith("rate unlimited")
+
+
+def test_the_adaptive_rate_says_how_long_the_next_send_waits(
+    iam: IAMClient, vclock: VirtualClock
+) -> None:
+    rate = AdaptiveRate(vclock.now, vclock.sleep)
+    assert rate.next_send_in() == 0.0  # nothing is limited before IAM first throttles
+    for _ in range(40):  # 20 calls a second
+        rate.learn(False, answer(iam, None))
+        vclock.sleep(0.05)
+    rate.learn(True, answer(iam, "Throttling"))
+    allowed = rate.rate
+    assert allowed is not None
+    rate.wait(None, "first")
+    waited = len(vclock.slept)
+    expected = rate.next_send_in()
+    assert 0 < expected <= 1 / allowed + 1e-9
+    rate.wait(None, "second")  # sleeps what was announced (and a last millisecond at most)
+    assert sum(vclock.slept[waited:]) == pytest.approx(expected, abs=0.0015)
+    assert all(s < 1 for s in vclock.slept[waited:])  # at the allowed rate, not a second a call
+
+
+def test_a_pacer_wait_that_ends_before_the_deadline_is_made(
+    iam: IAMClient, vclock: VirtualClock
+) -> None:
+    rate = AdaptiveRate(vclock.now, vclock.sleep)
+    rate.learn(True, answer(iam, "Throttling"))  # 0.5/s: a token every 2 s
+    rate.wait(None, "first")
+    waited = len(vclock.slept)
+    rate.wait(Deadline.after(2.5, clock=vclock.now), "next")  # 2 s fit in 2.5
+    assert sum(vclock.slept[waited:]) == pytest.approx(2.0, abs=0.01)
+
+
+def test_aimd_pacing_halves_once_per_window_of_sends_and_grows_on_successes_only(
+    iam: IAMClient,
+) -> None:
+    pacing = AimdPacing(ReconcileConfig(max_in_flight=8))
+    pacing.wait_to_send("write", None, "a")  # sent before any decrease
+    pacing.learn("write", True, answer(iam, "Throttling"))
+    assert pacing.limit() == 4
+    pacing.learn("write", True, answer(iam, "Throttling"))  # the same window: no more
+    assert pacing.limit() == 4
+    pacing.wait_to_send("write", None, "b")  # sent after the decrease: counts
+    pacing.learn("write", True, answer(iam, "Throttling"))
+    assert pacing.limit() == 2
+    failed = {**answer(iam, None), "caught_exception": ReadTimeoutError(endpoint_url="x")}
+    for _ in range(10):
+        pacing.learn("write", False, failed)  # a failure is no success: no growth
+    assert pacing.limit() == 2
+    for _ in range(3):
+        pacing.learn("write", False, answer(iam, None))
+    assert pacing.limit() == 3
+    assert pacing.next_send_in("write") == 0.0  # a retry keeps its slot, never waits
+    assert pacing.write_rate() is None
+
+
+def test_aimd_pacing_on_a_thread_that_never_sent_counts_the_throttle(iam: IAMClient) -> None:
+    pacing = AimdPacing(ReconcileConfig(max_in_flight=8))
+    done = threading.Thread(target=pacing.learn, args=("write", True, answer(iam, "Throttling")))
+    done.start()
+    done.join()
+    assert pacing.limit() == 4
+
+
+def test_a_stale_ticket_never_halves_again() -> None:
+    window = AimdWindow(ceiling=16)
+    first = window.ticket()
+    window.on_throttle(first)
+    second = window.ticket()
+    window.on_throttle(second)
+    assert window.limit() == 4
+    for stale in (first, second):
+        window.on_throttle(stale)
+    assert window.limit() == 4
+    window.on_throttle(window.ticket())
+    assert window.limit() == 2
+
+
+def test_backoff_is_full_jitter_up_to_the_doubling_cap() -> None:
+    path = CallPath(ReconcileConfig(backoff_initial=0.25, backoff_max=4.0))
+    for attempts, cap in ((1, 0.25), (2, 0.5), (3, 1.0), (5, 4.0), (9, 4.0)):
+        delays = [path._backoff(attempts) for _ in range(400)]
+        assert all(0 <= d <= cap for d in delays)
+        assert max(delays) > 0.9 * cap  # reaches the cap
+        assert min(delays) < 0.1 * cap  # and near zero: the full range
+
+
+def test_the_deadline_message_says_what_stopped_and_how_to_finish(
+    iam: IAMClient, vclock: VirtualClock
+) -> None:
+    rate = AdaptiveRate(vclock.now, vclock.sleep)
+    rate.learn(True, answer(iam, "Throttling"))
+    with pytest.raises(DeadlineExceededError) as caught:
+        rate.wait(Deadline.after(0.1, clock=vclock.now), "IAM AddUserToGroup")
+    assert str(caught.value).startswith("stopped before IAM AddUserToGroup: Lambda time")
+    assert str(caught.value).endswith("deploy again to finish (every step is idempotent)")
 
 
 # -- lost answers -------------------------------------------------------------------------------

@@ -97,9 +97,10 @@ def parse_request(event: Mapping[str, Any], env: Environment) -> Request:
 
 
 def _answerable(url: str) -> bool:
-    """crhelper PUTs over HTTPS only; whitespace would make http.client raise with the signed URL
-    in the exception text."""
-    if any(ch.isspace() or ord(ch) < 0x20 for ch in url):
+    """crhelper PUTs over HTTPS only; whitespace or a control character (http.client refuses
+    0x00-0x20 and DEL, 0x7f) would make http.client raise with the signed URL in the exception
+    text."""
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
         return False
     try:
         parts = urlsplit(url)
