@@ -583,10 +583,16 @@ class Controller:
         taken_from = (
             _previous_owner(_required(self._stored).claim(physical), request) if takeover else None
         )
+        # An Update back to the declaration already applied (CloudFormation's rollback of an
+        # Update that failed before it wrote its undo record) does not make an adopted group
+        # the resource's own: it stays as the adoption left it.
+        kept = entry if entry is not None and _same_declaration(entry, request) else None
         record = replace(
             _record_of(physical, actual, request, declared, claims, entry),
-            adopted=None,
-            taken_from=taken_from if actual is not None else None,
+            adopted=kept.adopted if kept is not None else None,
+            taken_from=(taken_from if actual is not None else None)
+            if takeover
+            else (kept.taken_from if kept is not None else None),
         )
         undo = Undo.of(plan, actual, owned)
         takeovers = frozenset({physical}) if takeover else frozenset()
@@ -697,7 +703,10 @@ class Controller:
             declared = None  # this version cannot parse it: the undo record alone is served
         in_place = undo.group == request.physical_id and not undo.created
         extra: list[Change] = []
-        if declared is not None and in_place and declared.group_name == undo.group and not foreign:
+        # The properties a takeover's rollback returns to were never this group's: only the
+        # undo record is served.
+        mine = not foreign and not last.took_over
+        if declared is not None and in_place and declared.group_name == undo.group and mine:
             restored = state_after(current, restore)
             rest = plan_reconcile(declared, restored, restored_owned)
             extra = [c for c in rest if not undo.touches(c)] if current is not None else list(rest)
@@ -724,9 +733,12 @@ class Controller:
         except InvalidPropertiesError as error:
             # Nothing is written. CloudFormation's rollback (properties swapped) must then change
             # nothing either: remember this Update with an empty undo record.
-            nothing = LastUpdate(
-                request.request_id, physical, request.properties, request.old_properties,
-                Undo(group=physical),
+            nothing = _hand_back_state(
+                LastUpdate(
+                    request.request_id, physical, request.properties, request.old_properties,
+                    Undo(group=physical),
+                ),
+                self.record.groups.get(physical),
             )  # fmt: skip
             response = Response.failed(physical, error)
             self._commit(request, response, lambda r: replace(r, last_update=nothing))
@@ -758,21 +770,29 @@ class Controller:
         forward = LastUpdate(
             request.request_id, physical, request.properties, request.old_properties, undo
         )
-        before = self.record.groups.get(decision.group)
         if decision.action != "update" or decision.record is None:
             return forward
-        if decision.record.taken_from is not None:
+        prior = self.record.last_update
+        if prior is not None and prior.request_id == request.request_id:
+            # this Update again (delivered again, or going on in another invocation): what its
+            # first invocation found is what a rollback must put back
+            return replace(
+                forward,
+                adopted=prior.adopted,
+                taken_from=prior.taken_from,
+                took_over=prior.took_over,
+            )
+        if decision.record.taken_from is not None and decision.takeovers:
             return replace(forward, taken_from=decision.record.taken_from, took_over=True)
-        if before is None:
-            return forward
-        return replace(forward, adopted=before.adopted, taken_from=before.taken_from)
+        return _hand_back_state(forward, self.record.groups.get(decision.group))
 
     def _finish_update(
         self, request: Request, decision: Decision, forward: LastUpdate, result: ApplyResult
     ) -> Response:
         info = self._info(request.declared, decision.before, result)
         done = _settled(_required(decision.record), result)
-        done = replace(done, group_id=info.group_id, taken_from=None)
+        taken_from = done.taken_from if done.adopted is not None else None  # still only adopted
+        done = replace(done, group_id=info.group_id, taken_from=taken_from)
         response = Response("SUCCESS", decision.group, data=info.as_data())
 
         def edit(r: ResourceRecord) -> ResourceRecord:
@@ -792,12 +812,15 @@ class Controller:
         info = self._info_of(physical)
         response = Response("SUCCESS", physical, data=info.as_data() if info else {})
         # The rollback is an Update too: its own undo record makes it reversible in turn.
-        reverse = LastUpdate(
-            request.request_id,
-            physical,
-            request.properties,
-            request.old_properties,
-            _required(self._so_far(request, self._reverse(decision))),
+        reverse = _hand_back_state(
+            LastUpdate(
+                request.request_id,
+                physical,
+                request.properties,
+                request.old_properties,
+                _required(self._so_far(request, self._reverse(decision))),
+            ),
+            self.record.groups.get(undo.group),
         )
 
         def edit(r: ResourceRecord) -> ResourceRecord:
@@ -812,7 +835,10 @@ class Controller:
                 r = r.with_group(_declared_as(done, request))
             elif undo.created:
                 r = r.without_group(undo.group)
-            return replace(r, current=physical, last_update=reverse)
+            # a group handed back is no longer this resource's: nothing to reverse (a deploy of
+            # the takeover again takes it over again)
+            last = None if decision.gives_claim_back else reverse
+            return replace(r, current=physical, last_update=last)
 
         self._commit(request, response, edit)
         return response
@@ -842,7 +868,7 @@ class Controller:
                 return r  # the write-ahead record and the undo record stay for the next try
             if undo.created:
                 return replace(r.without_group(undo.group), last_update=forward)
-            if decision.record is not None and decision.record.taken_from is not None:
+            if forward.took_over and decision.record is not None:
                 # a takeover undone: the claim goes back to the resource it was taken from
                 return replace(r.without_group(decision.record.name), last_update=forward)
             if decision.record is not None:
@@ -918,7 +944,7 @@ class Controller:
         if record.current is not None or dead is None or record.answer_for(dead) is not None:
             return None
         last = record.last_update
-        if last is not None and last.request_id == dead and not last.undo.empty:
+        if last is not None and last.request_id == dead:
             return self._decide_hand_back(last.undo)  # a dead adoption
         name = _declared_name(request)
         entry = record.groups.get(name)
@@ -1164,13 +1190,19 @@ class Controller:
         self._stored = self.registry.change(_required(self._stored), edit)
 
     def _so_far(self, request: Request, undo: Undo | None) -> Undo | None:
-        """``undo`` after the undo record of this request's earlier invocations (first wins)."""
-        going_on = self.record.continuation
-        if undo is None or going_on is None or going_on.undo is None:
+        """``undo`` after the undo record of this request's earlier invocations (first wins):
+        one that went on in another invocation, or one that died after its write-ahead and is
+        delivered again (its undo record is then the registry's last Update)."""
+        if undo is None:
             return undo
-        if going_on.request_id != request.request_id:
-            return undo
-        return going_on.undo.then(undo)
+        earlier = [
+            u.undo
+            for u in (self.record.last_update, self.record.continuation)
+            if u is not None and u.undo is not None and u.request_id == request.request_id
+        ]
+        for first in reversed(earlier):
+            undo = first.then(undo)
+        return undo
 
     @staticmethod
     def _reverse(decision: Decision) -> Undo:
@@ -1224,7 +1256,8 @@ def _after_delete(
         # lets go of it, so nothing reports or acts on it in this resource's name again.
         if not is_group_name(decision.group):
             return record
-        return replace(record.without_group(decision.group), current=None)
+        current = None if record.current == decision.group else record.current
+        return replace(record.without_group(decision.group), current=current)
     if decision.action == "delete":
         last = record.last_update
         if last is not None and last.undo.group == decision.group:
@@ -1315,6 +1348,24 @@ def _leftovers(record: ResourceRecord, live: str | None = None) -> list[GroupRec
     return [
         g for g in record.groups.values() if live is not None and g.name != live and g.pair == live
     ]
+
+
+def _hand_back_state(last: LastUpdate, entry: GroupRecord | None) -> LastUpdate:
+    """``last`` remembering whether the group was still only adopted before it."""
+    if entry is None:
+        return last
+    return replace(last, adopted=entry.adopted, taken_from=entry.taken_from)
+
+
+def _same_declaration(entry: GroupRecord, request: Request) -> bool:
+    """The request declares what was last applied to the group (the ServiceToken aside)."""
+    if not isinstance(entry.properties, Mapping) or not isinstance(request.properties, Mapping):
+        return False
+    return _without_token(entry.properties) == _without_token(request.properties)
+
+
+def _without_token(properties: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in properties.items() if k != "ServiceToken"}
 
 
 def _names_of(request: Request) -> list[str]:
