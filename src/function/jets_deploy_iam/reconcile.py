@@ -41,6 +41,7 @@ from jets_deploy_iam.exceptions import (
     IamApplyError,
     InvalidPropertiesError,
     JetsDeployIamError,
+    PreflightError,
     RegistryConflictError,
 )
 from jets_deploy_iam.iam.applier import Applier, ApplyResult
@@ -150,6 +151,10 @@ class Decision:
     #: the rollback of an Update that took the group over: the group is let go again and its
     #: claim returns to ``record.taken_from``
     gives_claim_back: bool = False
+    #: a rollback that leaves the group to another resource (its claim given back, or never
+    #: this resource's): the reversed Update's undo record stays, so the same rollback sent
+    #: again is recognised (and touches nothing), and a deploy of that Update again is an Update
+    keeps_undo: bool = False
     note: str = ""
 
 
@@ -721,8 +726,9 @@ class Controller:
             )
         gives_back = last.took_over and record is not None and record.taken_from is not None
         return Decision(
-            "rollback", undo.group, plan, current, owned, undo, record, gives_claim_back=gives_back
-        )
+            "rollback", undo.group, plan, current, owned, undo, record,
+            gives_claim_back=gives_back, keeps_undo=gives_back or foreign,
+        )  # fmt: skip
 
     def _update(self, request: Request) -> Response:
         physical = str(request.physical_id)
@@ -730,9 +736,15 @@ class Controller:
             self._sweep_leftovers(physical)
         try:
             decision = self._decide_update(request)
-        except InvalidPropertiesError as error:
+            if decision.action != "rollback":  # (a rollback's undo is the record it restores from)
+                decision = replace(decision, undo=self._so_far(request, decision.undo))
+            self._preflight(decision)
+        except (InvalidPropertiesError, PreflightError, GroupConflictError) as error:
+            if not self._refused_first(request):
+                raise
             # Nothing is written. CloudFormation's rollback (properties swapped) must then change
-            # nothing either: remember this Update with an empty undo record.
+            # nothing either (not even fail on a group this Update was refused): remember this
+            # Update with an empty undo record.
             nothing = _hand_back_state(
                 LastUpdate(
                     request.request_id, physical, request.properties, request.old_properties,
@@ -740,12 +752,10 @@ class Controller:
                 ),
                 self.record.groups.get(physical),
             )  # fmt: skip
+            _log_failure(error)
             response = Response.failed(physical, error)
             self._commit(request, response, lambda r: replace(r, last_update=nothing))
             return response
-        if decision.action != "rollback":  # (a rollback's undo is the record it restores from)
-            decision = replace(decision, undo=self._so_far(request, decision.undo))
-        self._preflight(decision)
         forward = self._forward(request, decision)
         if decision.plan or decision.takeovers or decision.gives_claim_back:
             self._write_ahead(request, lambda r: _ahead(r, decision, forward), decision.takeovers)
@@ -760,6 +770,16 @@ class Controller:
         if decision.action == "rollback":
             return self._finish_rollback(request, decision, applier.result)
         return self._finish_update(request, decision, forward, applier.result)
+
+    def _refused_first(self, request: Request) -> bool:
+        """The Update was refused before any write of its own: not a rollback (whose undo
+        record must stay for its next try), nor a request whose earlier invocation wrote."""
+        last, going_on = self.record.last_update, self.record.continuation
+        if last is not None and (
+            last.reversed_by(request) or last.request_id == request.request_id
+        ):
+            return False
+        return going_on is None or going_on.request_id != request.request_id
 
     def _forward(self, request: Request, decision: Decision) -> LastUpdate:
         """The undo record of this Update, with what its rollback must put back besides the
@@ -835,10 +855,9 @@ class Controller:
                 r = r.with_group(_declared_as(done, request))
             elif undo.created:
                 r = r.without_group(undo.group)
-            # a group handed back is no longer this resource's: nothing to reverse (a deploy of
-            # the takeover again takes it over again)
-            last = None if decision.gives_claim_back else reverse
-            return replace(r, current=physical, last_update=last)
+            if decision.keeps_undo:
+                return replace(r, current=physical)
+            return replace(r, current=physical, last_update=reverse)
 
         self._commit(request, response, edit)
         return response
@@ -911,7 +930,10 @@ class Controller:
                 return orphan
         if not is_group_name(physical):
             return Decision("none", physical, note="the physical id names no group")
-        actual = self._read(physical)
+        # (unless a request of this resource died half way: it may have deleted the group itself,
+        # as a Delete sent again after its first invocation died)
+        again = self.record.in_progress is not None
+        actual = self._read(physical) or (None if again else self._once_visible(physical))
         if actual is None:
             return Decision("none", physical, note="the group does not exist")
         entry = self.record.groups.get(physical)
@@ -931,6 +953,27 @@ class Controller:
             return Decision("delete", physical, plan, actual, entry.ownership, record=entry)
         note = "foreign content remains: the group is kept with it"
         return Decision("keep", physical, plan, actual, entry.ownership, record=entry, note=note)
+
+    def _once_visible(self, name: str) -> ActualGroup | None:
+        """IAM is eventually consistent: a group this resource saw created (its GroupId is
+        recorded) can read as missing for a while, e.g. a rename's new side that the stack's
+        rollback deletes seconds later. Dropping it from the record then would leave it in IAM
+        with its members' rights and no owner, so it is read again with backoff, for a bounded
+        time, before it counts as gone."""
+        entry = self.record.groups.get(name)
+        if entry is None or entry.group_id is None:
+            return None
+        waited, delay = 0.0, self.config.backoff_initial
+        while waited < self.config.consistency_timeout:
+            delay = min(delay, self.config.consistency_timeout - waited)
+            self.deadline.check(f"waiting for IAM to show group {name}")
+            self.config.sleep(delay)
+            waited += delay
+            actual = self._read(name)
+            if actual is not None:
+                return actual
+            delay = min(delay * 2, self.config.backoff_max)
+        return None
 
     def _orphan_of_a_dead_create(self, request: Request) -> Decision | None:
         """A Create that died after its write-ahead was never answered: CloudFormation's Delete
@@ -975,7 +1018,7 @@ class Controller:
         if decision.plan:
             # Marked before the first IAM write, as Create and Update are: no drift correction
             # starts on this resource meanwhile, and one that got in first is waited for.
-            self._write_ahead(request, _unchanged)
+            self._write_ahead(request, lambda r: _deleting(r, decision))
         applier = self._applier(self.deadline)
         for _attempt in range(DELETE_ATTEMPTS):
             if decision.note:
@@ -1243,6 +1286,15 @@ def _claimed(applied: GroupRecord | None, planned: GroupRecord) -> GroupRecord:
     )
 
 
+def _deleting(record: ResourceRecord, decision: Decision) -> ResourceRecord:
+    """The Delete's mark. A group deleted whole (a rename's old side that was adopted, say)
+    leaves no claim to give back: it is released with the group."""
+    entry = record.groups.get(decision.group)
+    if decision.action != "delete" or entry is None or entry.taken_from is None:
+        return record
+    return record.with_group(replace(entry, taken_from=None))
+
+
 def _after_delete(
     record: ResourceRecord, decision: Decision, result: ApplyResult
 ) -> ResourceRecord:
@@ -1256,8 +1308,7 @@ def _after_delete(
         # lets go of it, so nothing reports or acts on it in this resource's name again.
         if not is_group_name(decision.group):
             return record
-        current = None if record.current == decision.group else record.current
-        return replace(record.without_group(decision.group), current=current)
+        return record.without_group(decision.group)  # (the other side of a rename stays current)
     if decision.action == "delete":
         last = record.last_update
         if last is not None and last.undo.group == decision.group:
@@ -1352,8 +1403,8 @@ def _leftovers(record: ResourceRecord, live: str | None = None) -> list[GroupRec
 
 def _hand_back_state(last: LastUpdate, entry: GroupRecord | None) -> LastUpdate:
     """``last`` remembering whether the group was still only adopted before it."""
-    if entry is None:
-        return last
+    if entry is None or entry.adopted is None:
+        return last  # (a claim taken over is given back only while the group is adopted)
     return replace(last, adopted=entry.adopted, taken_from=entry.taken_from)
 
 
