@@ -27,6 +27,7 @@ from helpers import (
     users,
 )
 from jets_deploy_iam import continuation, enforce, handler
+from jets_deploy_iam.config import ReconcileConfig
 from jets_deploy_iam.reconcile import Controller
 from jets_deploy_iam.registry.store import DynamoDBRegistry
 from jets_deploy_iam.request import ResourceKey
@@ -450,7 +451,11 @@ def test_a_group_renamed_by_hand_does_not_keep_its_members_rights_unnoticed(
 
 
 def test_a_delete_that_found_no_group_does_not_orphan_the_group_a_correction_recreates(
-    iam: IAMClient, strict: StrictIam, registry: DynamoDBRegistry, monkeypatch: pytest.MonkeyPatch
+    iam: IAMClient,
+    strict: StrictIam,
+    registry: DynamoDBRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+    config: ReconcileConfig,
 ) -> None:
     """The group is deleted by hand; the CloudTrail rule's drift check (DriftAction correct)
     and the operator's stack deletion run at the same time. The Delete reads the registry and
@@ -484,7 +489,7 @@ def test_a_delete_that_found_no_group_does_not_orphan_the_group_a_correction_rec
         save(record, version, claims)
 
     monkeypatch.setattr(registry, "_write", correction_first)
-    gone = controller_sender(iam, registry)(delete)
+    gone = controller_sender(iam, registry, config)(delete)  # (IAM's consistency: virtual waits)
     monkeypatch.setattr(registry, "_write", save)
     assert corrected == [3]  # CreateGroup, the policy, alice: the correction did run meanwhile
     assert gone.ok, gone.reason
