@@ -7,8 +7,8 @@ in-process mocks and in-process servers alike) to add:
 * DeleteGroup on a non-empty group -> DeleteConflict;
 * GetGroup paging: 100 members a page unless MaxItems says otherwise, with Marker/IsTruncated;
 * MaxItems outside IAM's 1 to 1,000 on any paged read -> ValidationError (moto accepts any);
-* GetAccountAuthorizationDetails paging: 100 entries a page unless MaxItems says otherwise (moto
-  returns everything at once);
+* GetAccountAuthorizationDetails and ListGroups paging: 100 entries a page unless MaxItems says
+  otherwise (moto returns everything at once);
 * UpdateGroup with NewPath alone moves the group (moto ignores a path without a new name);
 * managed policies IAM will not attach (``unattachable``, e.g. deprecated ones): GetPolicy answers
   IsAttachable false and AttachGroupPolicy PolicyNotAttachable;
@@ -344,6 +344,8 @@ class StrictIam:
                     return layer._paged_get_group(response)
                 if action == "GetAccountAuthorizationDetails":
                     return layer._paged_authorization_details(response)
+                if action == "ListGroups":
+                    return layer._paged_list_groups(response)
                 if action == "GetPolicy" and response._get_param("PolicyArn") in layer.unattachable:
                     return layer._unattachable_policy(response)
                 result = method(response)
@@ -410,6 +412,20 @@ class StrictIam:
             result["IsTruncated"] = False
         return ActionResult(result)
 
+    def _paged_list_groups(self, response: IamResponse) -> Any:
+        """IAM pages ListGroups: MaxItems groups a page, 100 by default (moto returns all)."""
+        from moto.core.responses import ActionResult
+
+        groups = list(response.backend.list_groups())
+        page = int(response._get_param("MaxItems") or DEFAULT_PAGE)
+        start = int(response._get_param("Marker") or 0)
+        result: dict[str, Any] = {"Groups": groups[start : start + page]}
+        if start + page < len(groups):
+            result.update(IsTruncated=True, Marker=str(start + page))
+        else:
+            result["IsTruncated"] = False
+        return ActionResult(result)
+
     def _move_group(self, response: IamResponse) -> None:
         new_path = response._get_param("NewPath")
         if new_path:
@@ -431,7 +447,7 @@ class StrictIam:
             "GetGroupPolicy", "ListGroupPolicies", "DeleteGroupPolicy", "AttachGroupPolicy",
             "DetachGroupPolicy", "ListAttachedGroupPolicies", "AddUserToGroup",
             "RemoveUserFromGroup", "GetAccountAuthorizationDetails", "GetPolicy", "GetUser",
-            "ListGroupsForUser", "ListUsers", "CreateUser",
+            "ListGroupsForUser", "ListUsers", "CreateUser", "ListGroups",
         }  # fmt: skip
         originals = {}
         for action in actions:

@@ -15,7 +15,7 @@ from jets_deploy_iam.config import Deadline, ReconcileConfig
 from jets_deploy_iam.exceptions import DeadlineExceededError, IamApplyError, PreflightError
 from jets_deploy_iam.iam.applier import apply_plan
 from jets_deploy_iam.iam.preflight import preflight
-from jets_deploy_iam.iam.reader import find_group, read_group, read_members
+from jets_deploy_iam.iam.reader import find_group_by_id, read_group, read_members
 from jets_deploy_iam.limits import (
     MAX_ATTACHED_POLICIES,
     MAX_GROUP_INLINE_POLICY_CHARS,
@@ -140,25 +140,32 @@ def test_reader_asks_for_iams_largest_page_by_default(iam: IAMClient, strict: St
     assert strict.actions().count("GetGroup") == 1
 
 
+def test_a_group_renamed_by_hand_is_found_by_its_id_on_a_later_page(
+    iam: IAMClient, strict: StrictIam
+) -> None:
+    """UpdateGroup keeps the GroupId: the drift check finds a registered group renamed by hand
+    by walking ListGroups, every page of it (IAM pages it; the group is on the last one)."""
+    for n in range(4):
+        iam.create_group(GroupName=f"other{n}")
+    made = iam.create_group(GroupName="Jets", Path="/jets/")["Group"]
+    make_users(iam, ["alice"])
+    iam.add_user_to_group(GroupName="Jets", UserName="alice")
+    iam.update_group(GroupName="Jets", NewGroupName="Hidden")
+    strict.reset()
+    found = find_group_by_id(iam, made["GroupId"], page_size=2)
+    assert found is not None
+    assert (found.name, found.group_id, found.path) == ("Hidden", made["GroupId"], "/jets/")
+    assert found.members == frozenset({"alice"})
+    assert strict.actions().count("ListGroups") == 3  # 5 groups, 2 a page
+    assert find_group_by_id(iam, "AGPANOSUCHGROUP0000", page_size=2) is None
+
+
 def test_reader_does_not_take_a_group_named_in_another_case(iam: IAMClient) -> None:
     """IAM finds ``jets`` when asked for ``Jets``; to us it is another resource's group."""
     iam.create_group(GroupName="jets")
     assert read_group(iam, "Jets") is None
     assert read_members(iam, "Jets") is None
     assert read_members(iam, "nope") is None
-
-
-def test_finding_a_group_reads_each_candidate_once_and_returns_the_first_that_exists(
-    iam: IAMClient, strict: StrictIam
-) -> None:
-    iam.create_group(GroupName="Old")
-    iam.create_group(GroupName="New")
-    strict.reset()
-    found = find_group(iam, ["", "Gone", "Gone", "Old", "New"])
-    assert found is not None
-    assert found.name == "Old"
-    assert [c.group for c in strict.calls if c.action == "GetGroup"] == ["Gone", "Old"]
-    assert find_group(iam, ["", "Gone"]) is None
 
 
 # -- apply --------------------------------------------------------------------------------------

@@ -109,18 +109,3 @@ def _attached(client: IAMClient, name: str, page_size: int) -> Iterable[str]:
     ):
         for attached in page["AttachedPolicies"]:
             yield attached["PolicyArn"]
-
-
-def find_group(
-    client: IAMClient, names: Iterable[str], page_size: int = MAX_PAGE_ITEMS
-) -> ActualGroup | None:
-    """The first of ``names`` that exists (used to find a group after a failed rename)."""
-    seen: set[str] = set()
-    for name in names:
-        if not name or name in seen:
-            continue
-        seen.add(name)
-        found = read_group(client, name, page_size)
-        if found is not None:
-            return found
-    return None
