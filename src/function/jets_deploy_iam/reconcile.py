@@ -46,7 +46,7 @@ from jets_deploy_iam.exceptions import (
 )
 from jets_deploy_iam.iam.applier import Applier, ApplyResult
 from jets_deploy_iam.iam.callpath import bounded_by
-from jets_deploy_iam.iam.preflight import preflight
+from jets_deploy_iam.iam.preflight import preflight, restorable
 from jets_deploy_iam.iam.reader import find_group_by_id, read_group
 from jets_deploy_iam.ownership import Ownership, legacy_ownership
 from jets_deploy_iam.plan import (
@@ -151,10 +151,6 @@ class Decision:
     #: the rollback of an Update that took the group over: the group is let go again and its
     #: claim returns to ``record.taken_from``
     gives_claim_back: bool = False
-    #: a rollback that leaves the group to another resource (its claim given back, or never
-    #: this resource's): the reversed Update's undo record stays, so the same rollback sent
-    #: again is recognised (and touches nothing), and a deploy of that Update again is an Update
-    keeps_undo: bool = False
     note: str = ""
 
 
@@ -726,9 +722,8 @@ class Controller:
             )
         gives_back = last.took_over and record is not None and record.taken_from is not None
         return Decision(
-            "rollback", undo.group, plan, current, owned, undo, record,
-            gives_claim_back=gives_back, keeps_undo=gives_back or foreign,
-        )  # fmt: skip
+            "rollback", undo.group, plan, current, owned, undo, record, gives_claim_back=gives_back
+        )
 
     def _update(self, request: Request) -> Response:
         physical = str(request.physical_id)
@@ -738,6 +733,7 @@ class Controller:
             decision = self._decide_update(request)
             if decision.action != "rollback":  # (a rollback's undo is the record it restores from)
                 decision = replace(decision, undo=self._so_far(request, decision.undo))
+            decision = self._restorable(decision)
             self._preflight(decision)
         except (InvalidPropertiesError, PreflightError, GroupConflictError) as error:
             if not self._refused_first(request):
@@ -831,17 +827,6 @@ class Controller:
         physical = str(request.physical_id)
         info = self._info_of(physical)
         response = Response("SUCCESS", physical, data=info.as_data() if info else {})
-        # The rollback is an Update too: its own undo record makes it reversible in turn.
-        reverse = _hand_back_state(
-            LastUpdate(
-                request.request_id,
-                physical,
-                request.properties,
-                request.old_properties,
-                _required(self._so_far(request, self._reverse(decision))),
-            ),
-            self.record.groups.get(undo.group),
-        )
 
         def edit(r: ResourceRecord) -> ResourceRecord:
             if undo.created and undo.group != physical:
@@ -855,9 +840,11 @@ class Controller:
                 r = r.with_group(_declared_as(done, request))
             elif undo.created:
                 r = r.without_group(undo.group)
-            if decision.keeps_undo:
-                return replace(r, current=physical)
-            return replace(r, current=physical, last_update=reverse)
+            # The reversed Update's undo record stays: CloudFormation never rolls a rollback back,
+            # but it may send the same rollback again (continue-update-rollback), which is then
+            # recognised and served alike; the next deploy, even of the reversed properties
+            # again, is an ordinary Update.
+            return replace(r, current=physical)
 
         self._commit(request, response, edit)
         return response
@@ -1090,6 +1077,22 @@ class Controller:
         deadline.check(f"reading group {name}")
         with bounded_by(self.iam, deadline):  # every page, every retry, within the deadline
             return read_group(self.iam, name, self.config.page_size)
+
+    def _restorable(self, decision: Decision) -> Decision:
+        """A rollback puts back only what still exists in IAM (see ``restorable``)."""
+        if decision.action != "rollback" or not decision.plan:
+            return decision
+        self.deadline.check("the pre-flight checks")
+        with bounded_by(self.iam, self.deadline):
+            plan = restorable(self.iam, decision.plan, self.config.page_size)
+        kept = list(plan)
+        dropped = [c.describe() for c in decision.plan if c not in kept]
+        if dropped:
+            logger.warning(
+                "rollback: what was deleted from IAM since cannot be put back",
+                extra={"skipped": dropped},
+            )
+        return replace(decision, plan=plan)
 
     def _preflight(self, decision: Decision) -> None:
         self.hooks.on_plan(decision.plan)

@@ -51,6 +51,32 @@ def preflight(
         raise PreflightError(problems)
 
 
+def restorable(client: IAMClient, plan: Plan, page_size: int = MAX_PAGE_ITEMS) -> Plan:
+    """A rollback's plan without what can no longer be put back: members whose IAM user and
+    managed policies that were deleted since the Update it reverses (deleting a user removes it
+    from every group anyway). Refusing those would leave the stack in UPDATE_ROLLBACK_FAILED
+    with no way out but skipping the resource."""
+    users = [c.user for c in plan.of_type(AddMember)]
+    known = {u.name for u in _list_users(client, page_size)} if users else set()
+    gone = {c.arn for c in plan.of_type(AttachPolicy) if _policy_gone(client, c.arn)}
+    return Plan.of(
+        c
+        for c in plan
+        if not (isinstance(c, AddMember) and c.user not in known)
+        and not (isinstance(c, AttachPolicy) and c.arn in gone)
+    )
+
+
+def _policy_gone(client: IAMClient, arn: str) -> bool:
+    try:
+        client.get_policy(PolicyArn=arn)
+    except ClientError as error:
+        if is_code(error, "NoSuchEntity"):
+            return True
+        raise
+    return False
+
+
 def _check_limits(plan: Plan, actual: ActualGroup | None) -> list[str]:
     """Limits that depend on what stays on the group (non-exclusive mode keeps foreign items)."""
     problems = []
