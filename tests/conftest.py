@@ -141,8 +141,8 @@ def receiver(registry: DynamoDBRegistry) -> Iterator[ResponseReceiver]:
 
 @pytest.fixture
 def world(iam: IAMClient) -> dict[str, str]:
-    """Three users and two customer managed policies."""
-    make_users(iam, ["alice", "bob", "carol"])
+    """Four users and two customer managed policies."""
+    make_users(iam, ["alice", "bob", "carol", "dave"])
     return {"p1": make_policy(iam, "p1"), "p2": make_policy(iam, "p2")}
 
 

@@ -18,7 +18,7 @@ from jets_deploy_iam.config import ReconcileConfig
 from jets_deploy_iam.iam.reader import read_group
 from jets_deploy_iam.reconcile import Controller
 from jets_deploy_iam.registry.store import Registry
-from jets_deploy_iam.request import parse_request
+from jets_deploy_iam.request import ResourceKey, parse_request
 from jets_deploy_iam.response import Response
 from jets_deploy_iam.spec import DeclaredGroup, Environment, parse_properties
 
@@ -30,6 +30,11 @@ ENV = Environment("aws", ACCOUNT)
 TOKEN = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:jets-deploy-iam"
 STACK = f"arn:aws:cloudformation:us-east-1:{ACCOUNT}:stack/jets/0b1c2d3e"
 OTHER_STACK = f"arn:aws:cloudformation:eu-west-1:{ACCOUNT}:stack/jets/9f8e7d6c"
+#: the custom resource of the main stack, and of a second stack declaring the same group
+S1 = ResourceKey(STACK, "JetsDeployGroup")
+S2 = ResourceKey(OTHER_STACK, "JetsDeployGroup")
+#: CloudFormation's own id for a Create that never answered (it fails it at ServiceTimeout)
+GENERATED = "jets-JetsDeployGroup-1A2B3C4D5E6F"
 TABLE = "jets-deploy-iam-registry"
 #: An inline policy whose size is set by the bucket name substituted for %s.
 BIG_POLICY = (
@@ -403,3 +408,39 @@ def _authorized_as(operation: str, params: Mapping[str, Any]) -> set[str]:
     if operation in ("TransactWriteItems", "TransactGetItems"):
         return {_TRANSACTION_ITEMS[kind] for item in params["TransactItems"] for kind in item}
     return {operation}
+
+
+# -- hostile sequences ---------------------------------------------------------------------------
+
+
+def crash() -> None:
+    """The Lambda runtime killing the invocation (a ``strict.before_write`` hook, say)."""
+    raise SystemExit("the Lambda runtime killed the invocation")
+
+
+def owner(registry: Registry, name: str = "Jets") -> ResourceKey | None:
+    """The resource whose claim names ``name`` in the registry, if any."""
+    claim = registry.load(S1, [name]).claim(name)
+    return claim.owner if claim is not None else None
+
+
+def delete_by_hand(iam: IAMClient, name: str = "Jets") -> None:
+    """What an operator does in the console: empty the group, then delete it."""
+    group = snapshot(iam, name)
+    assert group is not None
+    for user in group["members"]:
+        iam.remove_user_from_group(GroupName=name, UserName=user)
+    for policy_name in group["policies"]:
+        iam.delete_group_policy(GroupName=name, PolicyName=policy_name)
+    for arn in group["attached"]:
+        iam.detach_group_policy(GroupName=name, PolicyArn=arn)
+    iam.delete_group(GroupName=name)
+
+
+def s2_lost_its_group_to_s1(iam: IAMClient, registry: Registry, s2_props: dict[str, Any]) -> Stack:
+    """S2 created "Jets"; the group was deleted by hand; S1 then created and claimed a new
+    "Jets" (the stale claim taken over). S2's record still answers to "Jets"."""
+    s2 = Stack(controller_sender(iam, registry), stack=OTHER_STACK)
+    assert s2.create(s2_props).ok
+    delete_by_hand(iam)
+    return s2

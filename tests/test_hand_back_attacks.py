@@ -13,42 +13,22 @@ import pytest
 
 from helpers import (
     ENV,
+    GENERATED,
     OTHER_STACK,
-    STACK,
+    S1,
     Stack,
     controller_sender,
+    crash,
     event,
-    make_policy,
-    make_users,
+    owner,
     snapshot,
 )
 from jets_deploy_iam.reconcile import Controller
 from jets_deploy_iam.registry.store import DynamoDBRegistry
-from jets_deploy_iam.request import ResourceKey
 from strict_iam import StrictIam
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
-
-S1 = ResourceKey(STACK, "JetsDeployGroup")
-S2 = ResourceKey(OTHER_STACK, "JetsDeployGroup")
-#: CloudFormation's own id for a Create that never answered (it fails it at ServiceTimeout)
-GENERATED = "jets-JetsDeployGroup-1A2B3C4D5E6F"
-
-
-@pytest.fixture
-def world(iam: IAMClient) -> dict[str, str]:
-    make_users(iam, ["alice", "bob", "carol", "dave"])
-    return {"p1": make_policy(iam, "p1"), "p2": make_policy(iam, "p2")}
-
-
-def crash() -> None:
-    raise SystemExit("the Lambda runtime killed the invocation")
-
-
-def owner(registry: DynamoDBRegistry, name: str = "Jets") -> ResourceKey | None:
-    claim = registry.load(S1, [name]).claim(name)
-    return claim.owner if claim is not None else None
 
 
 # == a takeover Update that succeeds, then the stack rolls back ==================================

@@ -106,7 +106,7 @@ def test_create_failing_at_any_write_is_cleaned_up_by_the_rollback_delete(
     )
     assert rollback["Status"] == "SUCCESS"
     assert snapshot(iam, "Jets") is None
-    assert {u["UserName"] for u in iam.list_users()["Users"]} == {"alice", "bob", "carol"}
+    assert {u["UserName"] for u in iam.list_users()["Users"]} == {"alice", "bob", "carol", "dave"}
     assert iam.get_policy(PolicyArn=world["p1"])["Policy"]["Arn"] == world["p1"]
 
 
@@ -167,7 +167,7 @@ def test_delete_is_idempotent_and_spares_users_and_policies(
     for _ in range(2):
         assert invoke(event("Delete", props, "Jets"), receiver)["Status"] == "SUCCESS"
     assert snapshot(iam, "Jets") is None
-    assert len(iam.list_users()["Users"]) == 3
+    assert len(iam.list_users()["Users"]) == 4  # the world's users, all still there
     assert iam.get_policy(PolicyArn=world["p1"])["Policy"]["Arn"] == world["p1"]
 
 

@@ -27,11 +27,13 @@ from jets_deploy_iam.plan import (
     AddMember,
     AttachPolicy,
     Change,
+    CreateGroup,
     DeleteGroup,
     DeletePolicy,
     DetachPolicy,
     Plan,
     RemoveMember,
+    UpdateGroup,
     plan_reconcile,
 )
 from jets_deploy_iam.state import ActualGroup
@@ -384,6 +386,52 @@ def test_the_group_path_is_set_on_create_and_moved_in_place(iam: IAMClient, stac
     group = read_group(iam, "Jets")
     assert group is not None
     assert group.path == "/deploy/"
+
+
+def test_a_group_renamed_by_hand_gets_its_name_back_in_place(iam: IAMClient) -> None:
+    """The drift check's correction of a hand rename: the same group (GroupId, members) under
+    its registered name, at its declared path."""
+    made = iam.create_group(GroupName="Hidden", Path="/ci/")["Group"]
+    make_users(iam, ["alice"])
+    iam.add_user_to_group(GroupName="Hidden", UserName="alice")
+    apply_plan(iam, Plan((UpdateGroup("Hidden", new_path="/deploy/", new_name="Jets"),)))
+    group = read_group(iam, "Jets")
+    assert group is not None
+    assert (group.group_id, group.path, group.members) == (
+        made["GroupId"],
+        "/deploy/",
+        frozenset({"alice"}),
+    )
+    assert read_group(iam, "Hidden") is None
+
+
+@pytest.mark.parametrize(
+    ("path", "member"),
+    [("/other/", None), ("/ci/", "bob")],
+    ids=["another path", "a member already"],
+)
+def test_a_group_met_after_a_failed_create_is_ours_only_if_it_looks_fresh(
+    iam: IAMClient, strict: StrictIam, path: str, member: str | None
+) -> None:
+    """CreateGroup fails (a 500 that may have applied); before the retry someone else creates
+    the name. The retry's EntityAlreadyExists is a lost answer of ours only for a group of this
+    name, this path and no member: otherwise the error stands and the group is not taken."""
+    make_users(iam, ["bob"])
+
+    def someone_creates() -> None:
+        iam.create_group(GroupName="Jets", Path=path)
+        if member:
+            iam.add_user_to_group(GroupName="Jets", UserName=member)
+
+    strict.before_write("CreateGroup", lambda: strict.before_write("CreateGroup", someone_creates))
+    strict.fail_write(1, code="ServiceFailure", attempts=1)
+    with pytest.raises(IamApplyError) as caught:
+        apply_plan(iam, Plan((CreateGroup("Jets", path="/ci/"),)))
+    assert caught.value.code == "EntityAlreadyExists"
+    assert strict.actions()[-2:] == ["CreateGroup", "GetGroup"]  # the retry, then the look
+    group = read_group(iam, "Jets")
+    assert group is not None
+    assert (group.path, group.members) == (path, frozenset({member} if member else ()))
 
 
 def test_a_failure_says_what_iam_said_and_how_to_fix_it(iam: IAMClient, strict: StrictIam) -> None:

@@ -14,8 +14,6 @@ from helpers import (
     Stack,
     controller_sender,
     event,
-    make_policy,
-    make_users,
     snapshot,
 )
 from jets_deploy_iam.config import Deadline, ReconcileConfig
@@ -31,12 +29,6 @@ HANDMADE = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": "*"}],
 }
-
-
-@pytest.fixture
-def world(iam: IAMClient) -> dict[str, str]:
-    make_users(iam, ["alice", "bob", "carol", "dave"])
-    return {"p1": make_policy(iam, "p1"), "p2": make_policy(iam, "p2")}
 
 
 def handmade_group(iam: IAMClient, world: dict[str, str], name: str = "Jets") -> None:

@@ -15,37 +15,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import pytest
-
 from helpers import (
     OTHER_STACK,
-    STACK,
+    S2,
     Stack,
     controller_sender,
+    delete_by_hand,
     event,
-    make_policy,
-    make_users,
+    owner,
     snapshot,
 )
 from jets_deploy_iam.registry.store import DynamoDBRegistry
-from jets_deploy_iam.request import ResourceKey
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
-
-S1 = ResourceKey(STACK, "JetsDeployGroup")
-S2 = ResourceKey(OTHER_STACK, "JetsDeployGroup")
-
-
-@pytest.fixture
-def world(iam: IAMClient) -> dict[str, str]:
-    make_users(iam, ["alice", "bob", "carol", "dave"])
-    return {"p1": make_policy(iam, "p1"), "p2": make_policy(iam, "p2")}
-
-
-def owner(registry: DynamoDBRegistry, name: str = "Jets") -> ResourceKey | None:
-    claim = registry.load(S1, [name]).claim(name)
-    return claim.owner if claim is not None else None
 
 
 def test_a_rename_redeployed_after_its_refused_attempt_was_rolled_back_is_not_skipped(
@@ -192,18 +175,6 @@ def test_a_rollback_skips_a_managed_policy_deleted_since_and_restores_the_rest(
     group = snapshot(iam, "Jets")
     assert group is not None
     assert group["attached"] == {world["p2"]}
-
-
-def delete_by_hand(iam: IAMClient, name: str = "Jets") -> None:
-    group = snapshot(iam, name)
-    assert group is not None
-    for user in group["members"]:
-        iam.remove_user_from_group(GroupName=name, UserName=user)
-    for policy_name in group["policies"]:
-        iam.delete_group_policy(GroupName=name, PolicyName=policy_name)
-    for arn in group["attached"]:
-        iam.detach_group_policy(GroupName=name, PolicyArn=arn)
-    iam.delete_group(GroupName=name)
 
 
 def test_redeploying_after_a_revert_that_recreated_the_group_does_not_delete_it(

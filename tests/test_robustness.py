@@ -35,7 +35,7 @@ def _injected_absence_never_heals(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def assert_nothing_of_theirs_deleted(iam: IAMClient, world: dict[str, str]) -> None:
-    assert {u["UserName"] for u in iam.list_users()["Users"]} == {"alice", "bob", "carol"}
+    assert {u["UserName"] for u in iam.list_users()["Users"]} == {"alice", "bob", "carol", "dave"}
     for arn in world.values():
         assert iam.get_policy(PolicyArn=arn)["Policy"]["Arn"] == arn
 

@@ -10,65 +10,29 @@ written against.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 from helpers import (
     ENV,
     OTHER_STACK,
-    STACK,
+    S1,
+    S2,
     Stack,
     controller_sender,
+    crash,
     event,
-    make_policy,
-    make_users,
+    owner,
+    s2_lost_its_group_to_s1,
     snapshot,
 )
 from jets_deploy_iam.reconcile import Controller
 from jets_deploy_iam.registry.store import DynamoDBRegistry
-from jets_deploy_iam.request import ResourceKey
 from strict_iam import StrictIam
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
-
-S1 = ResourceKey(STACK, "JetsDeployGroup")
-S2 = ResourceKey(OTHER_STACK, "JetsDeployGroup")
-
-
-@pytest.fixture
-def world(iam: IAMClient) -> dict[str, str]:
-    make_users(iam, ["alice", "bob", "carol", "dave"])
-    return {"p1": make_policy(iam, "p1"), "p2": make_policy(iam, "p2")}
-
-
-def crash() -> None:
-    raise SystemExit("the Lambda runtime killed the invocation")
-
-
-def owner(registry: DynamoDBRegistry, name: str = "Jets") -> ResourceKey | None:
-    claim = registry.load(S1, [name]).claim(name)
-    return claim.owner if claim is not None else None
-
-
-def s2_lost_its_group_to_s1(
-    iam: IAMClient, registry: DynamoDBRegistry, s2_props: dict[str, Any]
-) -> Stack:
-    """S2 created "Jets"; the group was deleted by hand; S1 then created and claimed a new
-    "Jets" (the stale claim taken over). S2's record still answers to "Jets"."""
-    s2 = Stack(controller_sender(iam, registry), stack=OTHER_STACK)
-    assert s2.create(s2_props).ok
-    group = snapshot(iam, "Jets")
-    assert group is not None
-    for user in group["members"]:
-        iam.remove_user_from_group(GroupName="Jets", UserName=user)
-    for name in group["policies"]:
-        iam.delete_group_policy(GroupName="Jets", PolicyName=name)
-    for arn in group["attached"]:
-        iam.detach_group_policy(GroupName="Jets", PolicyArn=arn)
-    iam.delete_group(GroupName="Jets")
-    return s2
 
 
 # == taken_from left on a group the adopter made its own ===========================================

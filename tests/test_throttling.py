@@ -19,6 +19,7 @@ from botocore.exceptions import ReadTimeoutError
 from helpers import ENV, event, make_users
 from jets_deploy_iam.config import Deadline, ReconcileConfig
 from jets_deploy_iam.exceptions import DeadlineExceededError
+from jets_deploy_iam.iam.applier import _Progress
 from jets_deploy_iam.iam.callpath import (
     AdaptiveRate,
     AimdPacing,
@@ -539,3 +540,77 @@ def test_progress_lines_say_done_to_do_and_the_rate(
     assert "60 of 60 done, 0 to do" in last
     assert "writes/s allowed" in last
     assert "throttled" in last
+
+
+class _PacingNow:
+    """What the call path says of its pacing when a progress line is written."""
+
+    def __init__(self, state: PacingState) -> None:
+        self.now = state
+
+    def state(self) -> PacingState:
+        return self.now
+
+
+FIELDS = (
+    "members_done",
+    "members_to_do",
+    "changes_per_second",
+    "allowed_writes_per_second",
+    "in_flight_limit",
+    "throttled",
+)
+
+
+def progress_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.getMessage().startswith("member changes:")]
+
+
+def test_a_progress_line_states_the_batch_since_the_last_line_exactly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The rate is this batch's since the last line (not since the start), IAM's refusals are
+    this batch's (a warm container's client counted earlier ones), and a batch the deadline
+    stops says what stopped it."""
+    now = [100.0]
+    config = ReconcileConfig(clock=lambda: now[0], progress_every=2, progress_interval=3600)
+    path = _PacingNow(PacingState(in_flight_limit=8, write_rate=None, throttled=3, retried=1))
+    progress = _Progress(5, config, path)  # type: ignore[arg-type]
+    path.now = PacingState(in_flight_limit=4, write_rate=7.5, throttled=5, retried=4)
+    with caplog.at_level(logging.INFO, logger="jets_deploy_iam.iam.applier"):
+        now[0] += 3.0
+        progress.one_done()
+        progress.one_done()  # 2 in 3 s: a line
+        progress.one_done()  # not due
+        progress.stopped(DeadlineExceededError("the deadline"))  # no time since the last line
+    lines = progress_lines(caplog)
+    pacing = "7.5 writes/s allowed, at most 4 in flight, 2 throttled and 3 retried"
+    assert [r.getMessage() for r in lines] == [
+        f"member changes: 2 of 5 done, 3 to do, 0.7/s over the last 3 s; {pacing}",
+        f"member changes: 3 of 5 done, 2 to do, at once; {pacing}; stopped by "
+        "DeadlineExceededError",
+    ]
+    assert [tuple(getattr(r, f) for f in FIELDS) for r in lines] == [
+        (2, 3, 0.67, 7.5, 4, 2),
+        (3, 2, None, 7.5, 4, 2),
+    ]
+
+
+def test_a_batch_logs_its_last_change_and_a_single_change_logs_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    config = ReconcileConfig(clock=lambda: now[0], progress_every=100, progress_interval=3600)
+    with caplog.at_level(logging.INFO, logger="jets_deploy_iam.iam.applier"):
+        single = _Progress(1, config, None)
+        single.one_done()
+        assert progress_lines(caplog) == []
+        batch = _Progress(3, config, None)
+        for _ in range(3):
+            now[0] += 1.0
+            batch.one_done()
+    lines = progress_lines(caplog)
+    assert [r.getMessage() for r in lines] == [
+        "member changes: 3 of 3 done, 0 to do, 1.0/s over the last 3 s"
+    ]
+    assert [tuple(getattr(r, f) for f in FIELDS) for r in lines] == [(3, 0, 1.0, None, None, None)]
