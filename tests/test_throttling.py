@@ -200,6 +200,24 @@ def test_a_transient_failure_is_retried_under_the_deadline(
     assert strict.actions().count("AddUserToGroup") == 13
 
 
+def test_the_call_path_counts_its_retries_and_refusals(
+    strict: StrictIam, vclock: VirtualClock
+) -> None:
+    """What progress lines report: each retry once, each Throttling once among them."""
+    config = virtual_config(vclock)
+    client = make_iam_client(config)
+    make_users(client, ["alice", "bob"])
+    path = CallPath.of(client)
+    assert path is not None
+    before = path.state()
+    strict.inject("AddUserToGroup", "ServiceFailure", times=3)
+    create(client, config, Deadline.after(600, clock=vclock.now), Users="alice")
+    strict.inject("AddUserToGroup", "Throttling", times=2)
+    client.add_user_to_group(GroupName="Jets", UserName="bob")
+    after = path.state().since(before)
+    assert (after.retried, after.throttled) == (5, 2)
+
+
 def test_a_connection_error_is_retried_under_the_deadline(
     strict: StrictIam, vclock: VirtualClock
 ) -> None:

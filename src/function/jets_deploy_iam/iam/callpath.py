@@ -464,11 +464,6 @@ class CallPath:
             self._slots.release()
 
 
-def call_path(client: object) -> CallPath | None:
-    """The call path installed on ``client`` (None for a client not built by make_iam_client)."""
-    return CallPath.of(client)
-
-
 @contextlib.contextmanager
 def bounded_by(client: object, deadline: Deadline) -> Iterator[None]:
     """Bound every call ``client`` makes inside the block by ``deadline`` (no-op for a client
