@@ -3,6 +3,7 @@ driven through the controller as CloudFormation drives it (``Stack``)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -403,6 +404,21 @@ def test_a_group_renamed_by_hand_gets_its_name_back_in_place(iam: IAMClient) -> 
         frozenset({"alice"}),
     )
     assert read_group(iam, "Hidden") is None
+
+
+def test_a_create_whose_answer_was_lost_is_ours_and_says_so(
+    iam: IAMClient, strict: StrictIam, caplog: pytest.LogCaptureFixture
+) -> None:
+    """CreateGroup applied, its answer lost (the connection dropped): the retry's
+    EntityAlreadyExists meets a fresh group of this name and path, which is ours; the log says
+    why a CreateGroup that "failed" counts as done."""
+    strict.lose_answer("CreateGroup", how="connection")
+    with caplog.at_level(logging.WARNING, logger="jets_deploy_iam.iam.applier"):
+        result = apply_plan(iam, Plan((CreateGroup("Jets", path="/ci/"),)))
+    assert result.created["Arn"].endswith(":group/ci/Jets")
+    assert [r.getMessage() for r in caplog.records] == [
+        "CreateGroup Jets: an earlier attempt created it (answer lost)"
+    ]
 
 
 @pytest.mark.parametrize(
