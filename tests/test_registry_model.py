@@ -89,6 +89,8 @@ def full_record() -> ResourceRecord:
             adopted=full_undo("Old"),
             taken_from=PreviousOwner(OTHER_OWNER, None),
             took_over=True,
+            rolled_back=True,
+            refused=True,
         ),
         answers=(
             ("r1", Response("SUCCESS", "Old", "", {"Arn": "arn:old"})),

@@ -690,6 +690,12 @@ class Controller:
         deleted meanwhile is created again."""
         undo = last.undo
         entry = self.record.groups.get(undo.group)
+        if last.rolled_back:
+            # Served already (its answer lost): restoring again would undo what happened since,
+            # e.g. a member added by hand that is foreign to a non-exclusive resource.
+            owned = entry.ownership if entry is not None else Ownership()
+            note = "this rollback was served already"
+            return Decision("rollback", undo.group, Plan(), None, owned, undo, entry, note=note)
         current = self._read(undo.group) if is_group_name(undo.group) else None
         foreign = current is not None and not self._owns(undo.group, current)
         if foreign:
@@ -704,9 +710,10 @@ class Controller:
             declared = None  # this version cannot parse it: the undo record alone is served
         in_place = undo.group == request.physical_id and not undo.created
         extra: list[Change] = []
-        # The properties a takeover's rollback returns to were never this group's: only the
-        # undo record is served.
-        mine = not foreign and not last.took_over
+        # The properties a takeover's rollback returns to were never this group's, and the
+        # rollback of an Update refused before writing (an empty undo record) must not fail on
+        # drift it did not cause: only the undo record is served.
+        mine = not foreign and not last.took_over and not last.refused
         if declared is not None and in_place and declared.group_name == undo.group and mine:
             restored = state_after(current, restore)
             rest = plan_reconcile(declared, restored, restored_owned)
@@ -744,7 +751,7 @@ class Controller:
             nothing = _hand_back_state(
                 LastUpdate(
                     request.request_id, physical, request.properties, request.old_properties,
-                    Undo(group=physical),
+                    Undo(group=physical), refused=True,
                 ),
                 self.record.groups.get(physical),
             )  # fmt: skip
@@ -827,6 +834,7 @@ class Controller:
         physical = str(request.physical_id)
         info = self._info_of(physical)
         response = Response("SUCCESS", physical, data=info.as_data() if info else {})
+        reversed_id = _required(self.record.last_update).request_id
 
         def edit(r: ResourceRecord) -> ResourceRecord:
             if undo.created and undo.group != physical:
@@ -840,11 +848,14 @@ class Controller:
                 r = r.with_group(_declared_as(done, request))
             elif undo.created:
                 r = r.without_group(undo.group)
-            # The reversed Update's undo record stays: CloudFormation never rolls a rollback back,
-            # but it may send the same rollback again (continue-update-rollback), which is then
-            # recognised and served alike; the next deploy, even of the reversed properties
-            # again, is an ordinary Update.
-            return replace(r, current=physical)
+            # The reversed Update's undo record stays, marked served: CloudFormation never rolls
+            # a rollback back, but it may send the same rollback again (continue-update-rollback),
+            # which is then recognised and changes nothing; the next deploy, even of the reversed
+            # properties again, is an ordinary Update.
+            last = r.last_update
+            if last is None or last.request_id != reversed_id:
+                return replace(r, current=physical)
+            return replace(r, current=physical, last_update=replace(last, rolled_back=True))
 
         self._commit(request, response, edit)
         return response
@@ -1001,7 +1012,7 @@ class Controller:
 
     def _delete(self, request: Request) -> Response:
         physical = str(request.physical_id)
-        decision = self._decide_delete(request)
+        decision = self._restorable(self._decide_delete(request))
         if decision.plan:
             # Marked before the first IAM write, as Create and Update are: no drift correction
             # starts on this resource meanwhile, and one that got in first is waited for.
@@ -1023,7 +1034,8 @@ class Controller:
                     raise failure from error
                 if not isinstance(error, IamApplyError) or error.code != "DeleteConflict":
                     raise
-                decision = self._decide_delete(request)  # something joined the group: read again
+                # something joined the group: read again
+                decision = self._restorable(self._decide_delete(request))
         else:
             raise IamApplyError(
                 f"delete group {decision.group}",
@@ -1079,8 +1091,9 @@ class Controller:
             return read_group(self.iam, name, self.config.page_size)
 
     def _restorable(self, decision: Decision) -> Decision:
-        """A rollback puts back only what still exists in IAM (see ``restorable``)."""
-        if decision.action != "rollback" or not decision.plan:
+        """A rollback or a hand-back puts back only what still exists in IAM (see
+        ``restorable``)."""
+        if decision.action not in ("rollback", "restore") or not decision.plan:
             return decision
         self.deadline.check("the pre-flight checks")
         with bounded_by(self.iam, self.deadline):

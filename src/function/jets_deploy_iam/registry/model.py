@@ -88,6 +88,12 @@ class LastUpdate:
     #: this Update took the group's claim over (AdoptExistingGroup): its rollback lets the
     #: group go again, and the claim returns to ``GroupRecord.taken_from``
     took_over: bool = False
+    #: its rollback was served: the same rollback sent again (its answer lost, then
+    #: continue-update-rollback) changes nothing more
+    rolled_back: bool = False
+    #: refused before it wrote anything (its undo record is empty): its rollback serves that
+    #: record alone, so it cannot fail on drift the refused Update did not cause
+    refused: bool = False
 
     def reversed_by(self, request: Request) -> bool:
         """CloudFormation's rollback Update sends the same physical id with the properties
@@ -313,6 +319,8 @@ def record_json(r: ResourceRecord) -> dict[str, Any]:
             "adopted": _undo_or_none(r.last_update.adopted),
             "taken_from": _previous_owner_json(r.last_update.taken_from),
             "took_over": r.last_update.took_over,
+            "rolled_back": r.last_update.rolled_back,
+            "refused": r.last_update.refused,
         },
         "answers": [
             {
@@ -360,6 +368,8 @@ def record_of(key: ResourceKey, data: Mapping[str, Any]) -> ResourceRecord:
             adopted=undo_of(last["adopted"]) if last.get("adopted") else None,
             taken_from=_previous_owner(last.get("taken_from")),
             took_over=bool(last.get("took_over", False)),
+            rolled_back=bool(last.get("rolled_back", False)),
+            refused=bool(last.get("refused", False)),
         ),
         answers=tuple(
             (
