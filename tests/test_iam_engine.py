@@ -15,7 +15,7 @@ from jets_deploy_iam import policy
 from jets_deploy_iam.config import Deadline, ReconcileConfig
 from jets_deploy_iam.exceptions import DeadlineExceededError, IamApplyError, PreflightError
 from jets_deploy_iam.iam.applier import apply_plan
-from jets_deploy_iam.iam.preflight import preflight
+from jets_deploy_iam.iam.preflight import preflight, restorable
 from jets_deploy_iam.iam.reader import find_group_by_id, read_group, read_members
 from jets_deploy_iam.limits import (
     MAX_ATTACHED_POLICIES,
@@ -387,6 +387,48 @@ def test_the_group_path_is_set_on_create_and_moved_in_place(iam: IAMClient, stac
     group = read_group(iam, "Jets")
     assert group is not None
     assert group.path == "/deploy/"
+
+
+def test_what_was_deleted_from_iam_is_left_out_of_a_restore_and_nothing_else(
+    iam: IAMClient, strict: StrictIam
+) -> None:
+    """A rollback (or a hand-back) cannot add a user or attach a policy deleted since: those
+    changes go, every other change stays in order; one read of the users for all of them."""
+    make_users(iam, ["alice", "bob"])
+    kept_arn, gone_arn = make_policy(iam, "kept"), make_policy(iam, "gone")
+    iam.delete_policy(PolicyArn=gone_arn)
+    plan = Plan(
+        (
+            RemoveMember("Jets", "carol"),
+            AttachPolicy("Jets", gone_arn),
+            AttachPolicy("Jets", kept_arn),
+            AddMember("Jets", "alice"),
+            AddMember("Jets", "ghost"),
+            AddMember("Jets", "bob"),
+        )
+    )
+    strict.reset()
+    assert list(restorable(iam, plan)) == [
+        RemoveMember("Jets", "carol"),
+        AttachPolicy("Jets", kept_arn),
+        AddMember("Jets", "alice"),
+        AddMember("Jets", "bob"),
+    ]
+    assert strict.actions().count("GetAccountAuthorizationDetails") == 1
+    strict.reset()
+    nothing_to_add = Plan((RemoveMember("Jets", "carol"),))
+    assert list(restorable(iam, nothing_to_add)) == [RemoveMember("Jets", "carol")]
+    assert strict.actions() == []  # no member to add, no policy to attach: nothing read
+
+
+def test_a_restore_fails_on_a_policy_read_error_rather_than_dropping_it(
+    iam: IAMClient, strict: StrictIam
+) -> None:
+    """Only NoSuchEntity means deleted: any other answer is not a verdict."""
+    arn = make_policy(iam, "p")
+    strict.inject("GetPolicy", "AccessDenied", times=1)
+    with pytest.raises(ClientError):
+        restorable(iam, Plan((AttachPolicy("Jets", arn),)))
 
 
 def test_a_group_renamed_by_hand_gets_its_name_back_in_place(iam: IAMClient) -> None:
