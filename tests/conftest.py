@@ -12,6 +12,7 @@ import pytest
 from botocore.client import BaseClient
 from moto import mock_aws
 
+from continuation_sim import PREFIX, Cloud, StrictLambda, deploy_function
 from helpers import (
     ROLE,
     TABLE,
@@ -23,6 +24,7 @@ from helpers import (
     make_policy,
     make_users,
 )
+from jets_deploy_iam import continuation, handler
 from jets_deploy_iam.config import ReconcileConfig
 from jets_deploy_iam.iam.client import make_iam_client
 from jets_deploy_iam.registry.store import DynamoDBRegistry, create_table
@@ -195,3 +197,25 @@ def function_calls() -> Iterator[FunctionCalls]:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests marked ``last`` run after the others (they read what the suite recorded)."""
     items.sort(key=lambda item: item.get_closest_marker("last") is not None)
+
+
+@pytest.fixture
+def cloud(
+    strict: StrictIam,
+    receiver: ResponseReceiver,
+    handler_clock: VirtualClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Cloud]:
+    """The deployed function: polling configured (its rule prefix), a 60 s timeout with the
+    margins scaled to it (10 s; the undo's 5 s), wall-clock time virtual."""
+    monkeypatch.setenv("JETS_POLL_RULE_PREFIX", PREFIX)
+    monkeypatch.setenv("JETS_DEADLINE_MARGIN", "10")
+    monkeypatch.setenv("JETS_UNDO_MARGIN", "5")
+    monkeypatch.setenv("SSL_CERT_FILE", str(receiver.cafile))
+    monkeypatch.setattr(continuation, "now", handler_clock.now)
+    handler._clients.cache_clear()
+    deploy_function()
+    handler.protocol.polling_clients.clear()
+    handler.protocol.polling_clients["lambda"] = StrictLambda(boto3.client("lambda"))
+    yield Cloud(receiver, handler_clock)
+    handler.protocol.polling_clients.clear()

@@ -10,7 +10,6 @@ answered. Assertions are on counts and states, never on wall-clock time.
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 
@@ -18,7 +17,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from continuation_sim import FUNCTION, PREFIX, Cloud, StrictLambda, deploy_function
+from continuation_sim import FUNCTION, PREFIX, Cloud
 from helpers import ENV, STACK, event, make_users, snapshot
 from jets_deploy_iam import continuation, handler
 from jets_deploy_iam.continuation import Budget, Continuing, service_timeout, stopped_by_deadline
@@ -50,28 +49,6 @@ def added(strict: StrictIam) -> collections.Counter[str]:
     return collections.Counter(
         c.params["UserName"] for c in strict.accepted_writes if c.action == "AddUserToGroup"
     )
-
-
-@pytest.fixture
-def cloud(
-    strict: StrictIam,
-    receiver: ResponseReceiver,
-    handler_clock: VirtualClock,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[Cloud]:
-    """The deployed function: polling configured (its rule prefix), a 60 s timeout with the
-    margins scaled to it (10 s; the undo's 5 s), wall-clock time virtual."""
-    monkeypatch.setenv("JETS_POLL_RULE_PREFIX", PREFIX)
-    monkeypatch.setenv("JETS_DEADLINE_MARGIN", "10")
-    monkeypatch.setenv("JETS_UNDO_MARGIN", "5")
-    monkeypatch.setenv("SSL_CERT_FILE", str(receiver.cafile))
-    monkeypatch.setattr(continuation, "now", handler_clock.now)
-    handler._clients.cache_clear()
-    deploy_function()
-    handler.protocol.polling_clients.clear()
-    handler.protocol.polling_clients["lambda"] = StrictLambda(boto3.client("lambda"))
-    yield Cloud(receiver, handler_clock)
-    handler.protocol.polling_clients.clear()
 
 
 @pytest.fixture

@@ -7,13 +7,11 @@ the sequence and the rule.
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import boto3
 import pytest
 
-from continuation_sim import PREFIX, Cloud, StrictLambda, deploy_function
+from continuation_sim import Cloud
 from helpers import (
     ENV,
     OTHER_STACK,
@@ -26,12 +24,11 @@ from helpers import (
     snapshot,
     users,
 )
-from jets_deploy_iam import continuation, enforce, handler
+from jets_deploy_iam import enforce
 from jets_deploy_iam.config import ReconcileConfig
 from jets_deploy_iam.reconcile import Controller
 from jets_deploy_iam.registry.store import DynamoDBRegistry
 from jets_deploy_iam.request import ResourceKey
-from jets_deploy_iam_cli.local.receiver import ResponseReceiver
 from strict_iam import StrictIam
 from virtual_time import VirtualClock
 
@@ -39,27 +36,6 @@ if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
 
 KEY = ResourceKey(STACK, "JetsDeployGroup")
-
-
-@pytest.fixture
-def cloud(
-    strict: StrictIam,
-    receiver: ResponseReceiver,
-    handler_clock: VirtualClock,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[Cloud]:
-    """The deployed function with polling (as in test_continuation): 60 s timeout, 10 s margin."""
-    monkeypatch.setenv("JETS_POLL_RULE_PREFIX", PREFIX)
-    monkeypatch.setenv("JETS_DEADLINE_MARGIN", "10")
-    monkeypatch.setenv("JETS_UNDO_MARGIN", "5")
-    monkeypatch.setenv("SSL_CERT_FILE", str(receiver.cafile))
-    monkeypatch.setattr(continuation, "now", handler_clock.now)
-    handler._clients.cache_clear()
-    deploy_function()
-    handler.protocol.polling_clients.clear()
-    handler.protocol.polling_clients["lambda"] = StrictLambda(boto3.client("lambda"))
-    yield Cloud(receiver, handler_clock)
-    handler.protocol.polling_clients.clear()
 
 
 @pytest.fixture

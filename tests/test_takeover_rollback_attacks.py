@@ -8,13 +8,11 @@ against.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-import boto3
 import pytest
 
-from continuation_sim import PREFIX, Cloud, StrictLambda, deploy_function
+from continuation_sim import Cloud
 from helpers import (
     ENV,
     GENERATED,
@@ -30,10 +28,8 @@ from helpers import (
     s2_lost_its_group_to_s1,
     snapshot,
 )
-from jets_deploy_iam import continuation, handler
 from jets_deploy_iam.reconcile import Controller
 from jets_deploy_iam.registry.store import DynamoDBRegistry
-from jets_deploy_iam_cli.local.receiver import ResponseReceiver
 from strict_iam import StrictIam
 from virtual_time import VirtualClock
 
@@ -290,28 +286,6 @@ def test_a_takeover_update_delivered_again_after_dying_is_still_rolled_back_to_t
 
 
 # == the same through crhelper's polling: the Update goes on in a second invocation ==============
-
-
-@pytest.fixture
-def cloud(
-    strict: StrictIam,
-    receiver: ResponseReceiver,
-    handler_clock: VirtualClock,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[Cloud]:
-    """The deployed function as ``test_continuation.py`` has it: polling on, a 60 s timeout with
-    the margins scaled to it, wall-clock time virtual."""
-    monkeypatch.setenv("JETS_POLL_RULE_PREFIX", PREFIX)
-    monkeypatch.setenv("JETS_DEADLINE_MARGIN", "10")
-    monkeypatch.setenv("JETS_UNDO_MARGIN", "5")
-    monkeypatch.setenv("SSL_CERT_FILE", str(receiver.cafile))
-    monkeypatch.setattr(continuation, "now", handler_clock.now)
-    handler._clients.cache_clear()
-    deploy_function()
-    handler.protocol.polling_clients.clear()
-    handler.protocol.polling_clients["lambda"] = StrictLambda(boto3.client("lambda"))
-    yield Cloud(receiver, handler_clock)
-    handler.protocol.polling_clients.clear()
 
 
 def test_a_takeover_update_that_goes_on_in_a_second_invocation_is_rolled_back_to_the_owner(
