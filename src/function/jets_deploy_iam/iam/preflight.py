@@ -52,9 +52,9 @@ def preflight(
 
 
 def restorable(client: IAMClient, plan: Plan, page_size: int = MAX_PAGE_ITEMS) -> Plan:
-    """A rollback's plan without what can no longer be put back: members whose IAM user and
-    managed policies that were deleted since the Update it reverses (deleting a user removes it
-    from every group anyway). Refusing those would leave the stack in UPDATE_ROLLBACK_FAILED
+    """A rollback's or hand-back's plan without what can no longer be put back: members whose
+    IAM user, and managed policies, deleted since (deleting a user removes it from every group
+    anyway). Refusing those would leave the stack in UPDATE_ROLLBACK_FAILED (or DELETE_FAILED)
     with no way out but skipping the resource."""
     users = [c.user for c in plan.of_type(AddMember)]
     known = {u.name for u in _list_users(client, page_size)} if users else set()
