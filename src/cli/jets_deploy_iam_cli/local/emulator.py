@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import boto3
 
 from jets_deploy_iam.registry.store import TABLE_VARIABLE, DynamoDBRegistry, create_table
+from jets_deploy_iam_cli.aws import environment
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
@@ -41,18 +42,8 @@ _ISOLATE = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL")
 def fake_credentials() -> Iterator[None]:
     """No real credentials or endpoints can be picked up while emulating."""
     isolate = {*_ISOLATE, *(k for k in os.environ if k.startswith("AWS_ENDPOINT_URL"))}
-    saved = {k: os.environ.get(k) for k in [*_FAKE_ENV, *isolate]}
-    os.environ.update(_FAKE_ENV)
-    for key in isolate:
-        os.environ.pop(key, None)
-    try:
+    with environment({**_FAKE_ENV, **dict.fromkeys(isolate)}):
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @dataclass(frozen=True)
