@@ -10,7 +10,7 @@ written against.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -19,6 +19,7 @@ from helpers import (
     OTHER_STACK,
     S1,
     S2,
+    Sender,
     Stack,
     controller_sender,
     crash,
@@ -222,6 +223,20 @@ def test_a_takeovers_rollback_sent_again_still_succeeds(
     assert owner(registry) == S1
 
 
+def renamed_to_jets_new(
+    iam: IAMClient, send: Sender
+) -> tuple[dict[str, str], dict[str, Any] | None]:
+    """ "Jets" (alice, DriftAction correct) renamed to "JetsNew" by a deploy that succeeded:
+    the renamed properties, and "Jets" as deployed (still intact: its cleanup Delete is next)."""
+    props = {"Users": "alice", "DriftAction": "correct"}
+    assert Stack(send).create(props).ok
+    renamed = {**props, "GroupName": "JetsNew"}
+    answer = send(event("Update", renamed, "Jets", props))
+    assert answer.ok, answer.reason
+    assert answer.physical_id == "JetsNew"
+    return renamed, snapshot(iam, "Jets")
+
+
 # == a rename's rollback Delete that finds the new group missing ==================================
 
 
@@ -246,14 +261,7 @@ def test_a_renames_rollback_delete_that_cannot_see_the_new_group_yet_does_not_or
     her access.
     """
     send = controller_sender(iam, registry)
-    stack = Stack(send)
-    props = {"Users": "alice", "DriftAction": "correct"}
-    assert stack.create(props).ok
-    renamed = {**props, "GroupName": "JetsNew"}
-    answer = send(event("Update", renamed, "Jets", props))
-    assert answer.ok, answer.reason
-    assert answer.physical_id == "JetsNew"
-    deployed = snapshot(iam, "Jets")
+    renamed, deployed = renamed_to_jets_new(iam, send)
 
     strict.inject("GetGroup", "NoSuchEntity", times=1)  # "JetsNew" is seconds old
     send(event("Delete", renamed, "JetsNew"))
@@ -286,14 +294,7 @@ def test_a_renames_rollback_delete_sent_again_keeps_the_old_group_under_the_drif
     next deploy; carol keeps the admin-equivalent rights.
     """
     send = controller_sender(iam, registry)
-    stack = Stack(send)
-    props = {"Users": "alice", "DriftAction": "correct"}
-    assert stack.create(props).ok
-    renamed = {**props, "GroupName": "JetsNew"}
-    answer = send(event("Update", renamed, "Jets", props))
-    assert answer.ok, answer.reason
-    assert answer.physical_id == "JetsNew"
-    deployed = snapshot(iam, "Jets")
+    renamed, deployed = renamed_to_jets_new(iam, send)
 
     real_change = DynamoDBRegistry.change
     calls = {"n": 0}
