@@ -1225,13 +1225,12 @@ class Controller:
         """Record what this invocation did, without an answer: a later invocation re-reads the
         registry and IAM and goes on. The request stays ``in_progress`` (its write-ahead claims
         hold), and its ``Continuation`` keeps the undo record of everything since its first
-        invocation (a rollback's: its own reverse)."""
+        invocation (none for a rollback: it goes on from the record it restores from)."""
         logger.info(
             "the deadline stopped work that makes progress: it goes on in another invocation",
             extra={"applied": len(result.applied), "planned": len(decision.plan)},
         )
-        undo = self._reverse(decision) if decision.action == "rollback" else decision.undo
-        undo = self._so_far(request, undo)
+        undo = None if decision.action == "rollback" else self._so_far(request, decision.undo)
         created = str(result.created.get("GroupId") or "")
         written = decision.record if decision.action not in ("delete", "keep", "restore") else None
 
@@ -1262,10 +1261,6 @@ class Controller:
         for first in reversed(earlier):
             undo = first.then(undo)
         return undo
-
-    @staticmethod
-    def _reverse(decision: Decision) -> Undo:
-        return Undo.of(decision.plan, decision.before, decision.ownership)
 
 
 # -- record edits ----------------------------------------------------------------------------
