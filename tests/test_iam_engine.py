@@ -284,6 +284,7 @@ def test_consistency_retries_are_bounded(
     with pytest.raises(IamApplyError, match="NoSuchEntity"):
         apply_plan(iam, plan_reconcile(declared(), None), config)
     assert sum(sleeper.slept) == pytest.approx(3.0)
+    assert sleeper.slept == [0.25, 0.5, 1.0, 1.25]  # doubling, the last wait cut to the bound
 
 
 def test_no_such_entity_on_an_old_group_is_not_retried(

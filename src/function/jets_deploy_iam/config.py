@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -49,6 +49,17 @@ class ReconcileConfig:
     #: A progress line per this many member changes, or per this many seconds, whichever first.
     progress_every: int = 100
     progress_interval: float = 10.0
+
+    def consistency_waits(self) -> Iterator[float]:
+        """The waits before asking IAM again about a group it may not show yet (eventual
+        consistency): doubling from ``backoff_initial`` up to ``backoff_max``, together no
+        longer than ``consistency_timeout``."""
+        waited, delay = 0.0, self.backoff_initial
+        while waited < self.consistency_timeout:
+            step = min(delay, self.consistency_timeout - waited)
+            yield step
+            waited += step
+            delay = min(step * 2, self.backoff_max)
 
     def call_timeouts(self) -> tuple[float, float]:
         """(connect, read) timeouts of one IAM attempt, small enough that an attempt started

@@ -961,16 +961,12 @@ class Controller:
         entry = self.record.groups.get(name)
         if entry is None or entry.group_id is None:
             return None
-        waited, delay = 0.0, self.config.backoff_initial
-        while waited < self.config.consistency_timeout:
-            delay = min(delay, self.config.consistency_timeout - waited)
+        for delay in self.config.consistency_waits():
             self.deadline.check(f"waiting for IAM to show group {name}")
             self.config.sleep(delay)
-            waited += delay
             actual = self._read(name)
             if actual is not None:
                 return actual
-            delay = min(delay * 2, self.config.backoff_max)
         return None
 
     def _orphan_of_a_dead_create(self, request: Request) -> Decision | None:

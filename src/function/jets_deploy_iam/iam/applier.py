@@ -179,8 +179,7 @@ class Applier:
             self.on_applied(change)  # under the lock: callbacks never run concurrently
 
     def _with_consistency_retry(self, change: Change) -> dict[str, Any]:
-        waited = 0.0
-        delay = self.config.backoff_initial
+        waits = self.config.consistency_waits()
         while True:
             try:
                 return _call(self.client, change)
@@ -193,13 +192,11 @@ class Applier:
                 if gone and self._confirmed_gone(change):
                     return {}  # already gone: a retried request must not fail on it
                 retry = code == "NoSuchEntity" and fresh
-                if not retry or waited >= self.config.consistency_timeout:
+                delay = next(waits, None) if retry else None
+                if delay is None:
                     raise _apply_error(change, error) from error
-            delay = min(delay, self.config.consistency_timeout - waited)
             self.deadline.check(f"retrying {change.describe()}")
             self.config.sleep(delay)
-            waited += delay
-            delay = min(delay * 2, self.config.backoff_max)
 
     def _created_by_lost_answer(self, change: CreateGroup, error: ClientError) -> dict[str, Any]:
         """CreateGroup's first attempt created the group but its answer was lost: the group is
