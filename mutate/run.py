@@ -18,6 +18,7 @@ number, which shifts whenever a function gains or loses a mutable node.
     python mutate/run.py --all            # reconcile.py too (long: some 1,500 mutants)
     python mutate/run.py --survivors      # also print each survivor's diff and its TOML key
     python mutate/run.py --reuse          # the table of the last run, with today's judgements
+    python mutate/run.py --retest plan.py # the last run's survivors again, against today's tests
 """
 
 from __future__ import annotations
@@ -53,6 +54,18 @@ ENGINE = ("tests/test_iam_engine.py",)
 #: The call path's retries and pacing, lost answers, progress lines (seconds, in virtual time).
 THROTTLING = ("tests/test_throttling.py",)
 LIFECYCLE = ("tests/test_lifecycle.py", "tests/test_lifecycle_attacks.py")
+#: The attack files: rollbacks, hand-backs, takeovers, revert deploys, where the lifecycle meets
+#: the registry's claims (in-process moto, a tenth of a second a test).
+ATTACKS = (
+    "tests/test_hand_back_attacks.py",
+    "tests/test_takeover_rollback_attacks.py",
+    "tests/test_rollback_and_cleanup_attacks.py",
+    "tests/test_revert_deploy_attacks.py",
+    "tests/test_rollback_repeat_attacks.py",
+    "tests/test_integration_attacks.py",
+)
+#: The drift check and its corrections (the Controller's check_drift and what it calls).
+DRIFT = ("tests/test_enforce.py",)
 
 
 @dataclass(frozen=True)
@@ -63,6 +76,10 @@ class Module:
     tests: tuple[str, ...]
     #: mutated by a plain ``make mutate``; the others only when named (or with --all)
     default: bool = True
+    #: a mutant whose tests run this many times longer than the clean run's counts as looping
+    #: (a timeout, killed). mutmut's 15 suits millisecond tests; for tests of whole lifecycles a
+    #: surviving mutant runs in about the clean time, so 4 times is margin enough.
+    timeout_multiplier: float = 15.0
 
     @property
     def slug(self) -> str:
@@ -96,7 +113,12 @@ MODULES: tuple[Module, ...] = (
     Module("request.py", ("tests/test_request.py", "tests/test_handler.py")),
     Module("response.py", ("tests/test_request.py", "tests/test_handler.py")),
     # The lifecycle: some 1,500 mutants against minutes of tests each, so only when named.
-    Module("reconcile.py", (*ENGINE, *LIFECYCLE), default=False),
+    Module(
+        "reconcile.py",
+        (*ENGINE, *LIFECYCLE, *ATTACKS, *DRIFT),
+        default=False,
+        timeout_multiplier=4.0,
+    ),
 )
 
 
@@ -164,6 +186,7 @@ def prepare(module: Module, workdir: Path) -> None:
         "pytest_add_cli_args": ["-p", "no:cacheprovider", "-m", "not sam"],
         "also_copy": list(ALSO_COPY),
         "use_git_change_detection": False,
+        "timeout_multiplier": module.timeout_multiplier,
         # A mutant mypy --strict rejects could never be committed (make typecheck): caught.
         # (mutmut recognises mypy's JSON by a "mypy" element in the command.)
         "type_check_command": [
@@ -190,13 +213,27 @@ def prepare(module: Module, workdir: Path) -> None:
     (workdir / "pyproject.toml").write_text(pyproject + "\n".join(lines) + "\n")
 
 
-def run_mutmut(workdir: Path, log: Path, children: int) -> None:
-    """mutmut's run, its output kept in ``log`` (its progress line rewrites itself)."""
+def refresh_tests(workdir: Path) -> None:
+    """Today's tests in an earlier run's scratch copy. mutmut keeps every verdict it reached and
+    maps the tests it has not seen to the functions they call; the test selection must not have
+    changed (mutmut would start over), nor the module (run it again in full then)."""
+    mutated = workdir / "src" / PACKAGE
+    for source in SOURCE.rglob("*.py"):
+        if source.read_bytes() != (mutated / source.relative_to(SOURCE)).read_bytes():
+            raise SystemExit(f"{source} changed since the last run: run its module again in full")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.rmtree(workdir / "tests")
+    shutil.copytree(ROOT / "tests", workdir / "tests", ignore=ignore)
+
+
+def run_mutmut(workdir: Path, log: Path, children: int, mutants: Sequence[str] = ()) -> None:
+    """mutmut's run (of ``mutants`` only, if named), its output kept in ``log`` (its progress
+    line rewrites itself)."""
     mutmut = Path(sys.executable).parent / "mutmut"
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     with log.open("w") as out:
         done = subprocess.run(
-            [str(mutmut), "run", "--max-children", str(children)],
+            [str(mutmut), "run", "--max-children", str(children), *mutants],
             cwd=workdir,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -370,6 +407,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--survivors", action="store_true", help="print each survivor's diff")
     parser.add_argument("--reuse", action="store_true", help="report an earlier run, run nothing")
     parser.add_argument("--all", action="store_true", help="also the modules run only by name")
+    parser.add_argument(
+        "--retest",
+        action="store_true",
+        help="test the last run's survivors (not judged equivalent) again against today's tests",
+    )
     parser.add_argument("--children", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args(argv)
     equivalents = load_equivalents()
@@ -378,7 +420,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     for module in select(args.modules, args.all):
         workdir = WORK / module.slug
         begun = time.monotonic()
-        if not args.reuse:
+        if args.retest:
+            earlier = read_outcome(module, workdir)
+            again = [n for n in earlier.survivors() if earlier.keys[n] not in equivalents]
+            print(f"testing {len(again)} survivors of {module.path} again", flush=True)
+            refresh_tests(workdir)
+            if again:
+                run_mutmut(workdir, workdir / "retest.log", args.children, again)
+            spent = float((workdir / "seconds").read_text()) + time.monotonic() - begun
+            (workdir / "seconds").write_text(f"{spent:.1f}\n")
+        elif not args.reuse:
             print(f"mutating {module.path} against {' '.join(module.tests)}", flush=True)
             prepare(module, workdir)
             run_mutmut(workdir, workdir / "mutmut.log", args.children)
