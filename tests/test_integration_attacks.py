@@ -7,11 +7,16 @@ the sequence and the rule.
 from __future__ import annotations
 
 import collections
+import logging
+import re
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+import boto3
 import pytest
+from botocore.exceptions import ClientError
 
-from continuation_sim import Cloud
+from continuation_sim import PREFIX, Cloud
 from helpers import (
     ENV,
     OTHER_STACK,
@@ -24,8 +29,9 @@ from helpers import (
     snapshot,
     users,
 )
-from jets_deploy_iam import enforce
+from jets_deploy_iam import enforce, handler
 from jets_deploy_iam.config import ReconcileConfig
+from jets_deploy_iam.protocol import rule_name
 from jets_deploy_iam.reconcile import Controller
 from jets_deploy_iam.registry.store import DynamoDBRegistry
 from jets_deploy_iam.request import ResourceKey
@@ -521,3 +527,204 @@ def test_after_a_dropped_rollback_delete_of_a_rename_the_next_update_keeps_the_l
     assert after["id"] == before["id"]  # the live group was never deleted
     assert after["members"] == {"alice", "bob"}
     assert ("DeleteGroup", "Jets") not in {(c.action, c.group) for c in strict.calls}
+
+
+# == continuation: what one invocation records for the next ======================================
+
+
+def test_a_continued_create_records_the_group_id_of_the_group_its_first_invocation_made(
+    cloud: Cloud, strict: StrictIam, iam: IAMClient, handler_clock: VirtualClock,
+    registry: DynamoDBRegistry, record: Any, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """Between invocations the registry must know the group by its GroupId: it is what tells
+    the group this Create made from a namesake someone makes meanwhile (and what a Delete
+    CloudFormation sends, giving up on the Create, removes). The progress line says how far
+    the work got (an operator follows a long request by it)."""
+    make_users(iam, users(60))
+    strict.reset()
+    strict.throttle(rate=0.5, burst=1, clock=handler_clock.now)
+    create = event("Create", {"Users": users(60)})
+    with caplog.at_level(logging.INFO, logger="jets_deploy_iam.reconcile"):
+        assert not cloud.send(create)
+    made = snapshot(iam, "Jets")
+    assert made is not None
+    assert record().in_progress == create["RequestId"]
+    assert record().groups["Jets"].group_id == made["id"]
+    assert registry.load(KEY, ["Jets"]).owns("Jets", made["id"])
+    [progress] = [r for r in caplog.records if hasattr(r, "planned")]
+    assert progress.planned == 62  # CreateGroup, the policy, 60 members
+    assert progress.applied == len(strict.accepted_writes) < 62
+
+
+def test_an_invocation_a_newer_request_stops_keeps_the_cancellation_and_frees_the_lease(
+    cloud: Cloud, strict: StrictIam, iam: IAMClient, handler_clock: VirtualClock,
+    registry: DynamoDBRegistry, record: Any,
+) -> None:  # fmt: skip
+    """A Delete arrives (in another container) while the Create's second invocation works: that
+    invocation stops, records its progress without dropping the cancellation (else the rule
+    fires again and the Create goes on against the Delete) and lets go of its lease (else the
+    Delete waits for the end of its Lambda time)."""
+    make_users(iam, users(60))
+    strict.throttle(rate=0.5, burst=1, clock=handler_clock.now)
+    create = event("Create", {"Users": users(60)})
+    rule = rule_name(PREFIX, KEY, create["RequestId"])
+    assert not cloud.send(create)
+
+    def cancel() -> None:
+        stored = registry.load(KEY)
+        cancelled = replace(stored.record.continuation, cancelled_by="the-delete")
+        registry.save(replace(stored.record, continuation=cancelled), stored.version)
+
+    strict.before_write("AddUserToGroup", cancel)
+    assert not cloud.fire(rule)
+    going_on = record().continuation
+    assert going_on.request_id == create["RequestId"]
+    assert going_on.cancelled_by == "the-delete"
+    assert going_on.holder is None
+    assert going_on.invocations == 2
+    assert cloud.rules() == []  # CloudFormation gave up on it: no invocation comes any more
+
+
+def test_a_continued_update_keeps_its_undo_record_and_a_continued_rollback_keeps_none(
+    cloud: Cloud, strict: StrictIam, iam: IAMClient, handler_clock: VirtualClock, record: Any
+) -> None:
+    """The continuation keeps what the Update's invocations touched, as it was before the first
+    touched it (a member added by hand between invocations, then revoked, included); a
+    rollback's keeps none of its own: it goes on from the undo record it restores from."""
+    make_users(iam, [*users(70), "intruder"])
+    old = {"Users": users(10)}
+    assert cloud.until_answered(event("Create", old))["Status"] == "SUCCESS"
+    before = snapshot(iam, "Jets")
+    new = {"Users": users(60, 10), "Services": "s3,lambda"}
+    strict.throttle(rate=0.5, burst=1, clock=handler_clock.now)
+    update = event("Update", new, "Jets", old)
+    rule = rule_name(PREFIX, KEY, update["RequestId"])
+    assert not cloud.send(update)
+    going_on = record().continuation
+    assert going_on.request_id == update["RequestId"]
+    assert going_on.undo.members == {
+        **dict.fromkeys(users(10), True),
+        **dict.fromkeys(users(60, 10), False),
+    }
+    assert "JetsPolicy" in going_on.undo.inline
+    strict.throttle(rate=100, clock=handler_clock.now)
+    iam.add_user_to_group(GroupName="Jets", UserName="intruder")  # by hand, meanwhile
+    strict.throttle(rate=0.5, burst=1, clock=handler_clock.now)
+    assert not cloud.fire(rule)
+    assert record().continuation.undo.members["intruder"] is True
+    while not cloud.fire(rule):
+        assert len(cloud.invocations) < 12
+    assert cloud.receiver.take(update["RequestId"], 1)["Status"] == "SUCCESS"
+
+    back = event("Update", old, "Jets", new)
+    assert not cloud.send(back)
+    assert record().continuation.request_id == back["RequestId"]
+    assert record().continuation.undo is None
+    answer = cloud.until_answered(back)
+    assert answer["Status"] == "SUCCESS", answer["Reason"]
+    restored = snapshot(iam, "Jets")
+    assert restored["members"] == before["members"] | {"intruder"}  # as before the Update
+    assert {k: v for k, v in restored.items() if k != "members"} == {
+        k: v for k, v in before.items() if k != "members"
+    }
+
+
+# == continuation: when the work does not go on ==================================================
+
+
+def test_an_iam_refusal_after_some_progress_fails_the_request_at_once(
+    cloud: Cloud, strict: StrictIam, iam: IAMClient, record: Any
+) -> None:
+    """Only the deadline makes work go on in another invocation: IAM refusing a write (here
+    alice is in too many groups) fails the request now, whatever was applied before it."""
+    make_users(iam, users(5))
+    strict.fail_write(3, "LimitExceeded")  # after CreateGroup and the policy
+    create = event("Create", {"Users": users(5)})
+    assert cloud.send(create)  # answered by its first invocation
+    answer = cloud.receiver.take(create["RequestId"], 1)
+    assert answer["Status"] == "FAILED"
+    assert "LimitExceeded" in answer["Reason"]
+    assert cloud.rules() == []
+    assert record().continuation is None
+
+
+def test_work_left_when_the_service_timeout_nears_fails_saying_how_much_is_left(
+    cloud: Cloud, strict: StrictIam, iam: IAMClient, handler_clock: VirtualClock, record: Any
+) -> None:
+    """195 members at 0.5 writes/s cannot be added in a ServiceTimeout of 600 s: the request
+    fails before CloudFormation stops waiting, saying how many changes were left undone."""
+    make_users(iam, users(200))
+    old = {"Users": users(5), "ServiceTimeout": "600"}
+    assert cloud.until_answered(event("Create", old))["Status"] == "SUCCESS"
+    new = {"Users": users(200), "ServiceTimeout": "600"}
+    strict.throttle(rate=0.5, burst=1, clock=handler_clock.now)
+    started = handler_clock.now()
+    answer = cloud.until_answered(event("Update", new, "Jets", old))
+    assert answer["Status"] == "FAILED"
+    assert "ServiceTimeout (600 s after the request)" in answer["Reason"]
+    assert handler_clock.now() - started < 600
+    left = re.search(r"stopped with (\d+) of (\d+) changes to do", answer["Reason"])
+    assert left is not None, answer["Reason"]
+    to_do, planned = int(left[1]), int(left[2])
+    assert 0 < to_do < planned <= 195  # the last invocation's plan, less what it applied
+    assert cloud.rules() == []
+
+
+class RefusingTargets:
+    """EventBridge refusing the rule's target (a role without events:PutTargets)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def put_targets(self, **_kwargs: Any) -> Any:
+        error = {"Error": {"Code": "AccessDeniedException", "Message": "not authorized"}}
+        raise ClientError(error, "PutTargets")  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_when_no_next_invocation_can_be_arranged_the_request_fails_saying_why(
+    cloud: Cloud, strict: StrictIam, iam: IAMClient, handler_clock: VirtualClock, record: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """The answer names EventBridge's refusal, and the log keeps its traceback."""
+    make_users(iam, users(60))
+    old = {"Users": users(5)}
+    assert cloud.until_answered(event("Create", old))["Status"] == "SUCCESS"
+    handler.protocol.polling_clients["events"] = RefusingTargets(boto3.client("events"))
+    strict.throttle(rate=0.5, burst=1, clock=handler_clock.now)
+    update = event("Update", {"Users": users(60)}, "Jets", old)
+    with caplog.at_level(logging.INFO, logger="jets_deploy_iam.reconcile"):
+        assert cloud.send(update)
+    answer = cloud.receiver.take(update["RequestId"], 1)
+    assert answer["Status"] == "FAILED"
+    assert "AccessDeniedException" in answer["Reason"]
+    assert record().continuation is None
+    [logged] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "AccessDeniedException" in str(logged.exc_text)  # the traceback, formatted
+
+
+# == continuation: a resource older than the registry ============================================
+
+
+def test_a_continued_delete_of_a_group_made_before_the_registry_deletes_it_all(
+    cloud: Cloud, strict: StrictIam, iam: IAMClient, handler_clock: VirtualClock, record: Any
+) -> None:
+    """A group the previous version made (no registry record) is deleted by a Delete too long
+    for one invocation. The first invocation's write-ahead creates the record: the next must
+    still know the group as this resource's (the legacy rule needs an empty registry), or it
+    answers SUCCESS and leaves the group, its remaining members keeping their rights."""
+    make_users(iam, users(60))
+    iam.create_group(GroupName="Jets")
+    for user in users(60):
+        iam.add_user_to_group(GroupName="Jets", UserName=user)
+    strict.throttle(rate=0.5, burst=1, clock=handler_clock.now)
+    delete = event("Delete", {"Users": users(60)}, "Jets")
+    assert not cloud.send(delete)  # goes on in another invocation
+    assert snapshot(iam, "Jets") is not None
+    answer = cloud.until_answered(delete)
+    assert answer["Status"] == "SUCCESS", answer["Reason"]
+    assert len(cloud.invocations) > 1
+    assert snapshot(iam, "Jets") is None
+    assert record().groups == {}

@@ -1294,9 +1294,14 @@ def _claimed(applied: GroupRecord | None, planned: GroupRecord) -> GroupRecord:
 
 
 def _deleting(record: ResourceRecord, decision: Decision) -> ResourceRecord:
-    """The Delete's mark. A group deleted whole (a rename's old side that was adopted, say)
-    leaves no claim to give back: it is released with the group."""
+    """The Delete's mark. A group the previous version made (no record yet: the legacy rule) is
+    recorded with it: once the registry holds this resource's record the legacy rule no longer
+    applies, and an invocation that goes on with this Delete must still know the group as its
+    own. A group deleted whole (a rename's old side that was adopted, say) leaves no claim to
+    give back: it is released with the group."""
     entry = record.groups.get(decision.group)
+    if entry is None and decision.record is not None and decision.action in ("delete", "keep"):
+        return record.with_group(decision.record)
     if decision.action != "delete" or entry is None or entry.taken_from is None:
         return record
     return record.with_group(replace(entry, taken_from=None))
@@ -1448,9 +1453,13 @@ def _previous_owner(claim: Claim | None, request: Request) -> PreviousOwner | No
 
 
 def _taken_over(group: ActualGroup, request: Request, declared: DeclaredGroup) -> GroupRecord:
-    """An existing group an Update takes over (AdoptExistingGroup): it owns nothing yet."""
+    """An existing group an Update takes over (AdoptExistingGroup): it owns nothing yet. Its
+    declaration is the request's as it applies to this group, under its own name and path: a
+    rename that takes the group over leaves this record behind for the old group (the drift
+    check enforces it there, in place, if the stack rolls the rename back)."""
+    own = {**request.properties, "GroupName": group.name, "GroupPath": group.path}
     return GroupRecord(
-        group.name, group.group_id, request.properties, declared.policy_document, declared.exclusive
+        group.name, group.group_id, own, declared.policy_document, declared.exclusive
     )
 
 
