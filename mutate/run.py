@@ -105,7 +105,8 @@ MODULES: tuple[Module, ...] = (
     Module("iam/preflight.py", ENGINE),
     Module("iam/applier.py", (*ENGINE, *THROTTLING)),
     Module("iam/reader.py", ENGINE),
-    Module("iam/callpath.py", (*THROTTLING, *ENGINE)),
+    # A mutant that stops the retry loop from advancing spins until its timeout: 4x, not 15x.
+    Module("iam/callpath.py", (*THROTTLING, *ENGINE), timeout_multiplier=4.0),
     # The registry.
     Module("registry/model.py", ("tests/test_registry_model.py", "tests/test_lifecycle.py")),
     Module("registry/store.py", ("tests/test_registry_store.py", "tests/test_lifecycle.py")),
@@ -213,17 +214,16 @@ def prepare(module: Module, workdir: Path) -> None:
     (workdir / "pyproject.toml").write_text(pyproject + "\n".join(lines) + "\n")
 
 
-def refresh_tests(workdir: Path) -> None:
-    """Today's tests in an earlier run's scratch copy. mutmut keeps every verdict it reached and
-    maps the tests it has not seen to the functions they call; the test selection must not have
-    changed (mutmut would start over), nor the module (run it again in full then)."""
-    mutated = workdir / "src" / PACKAGE
-    for source in SOURCE.rglob("*.py"):
-        if source.read_bytes() != (mutated / source.relative_to(SOURCE)).read_bytes():
-            raise SystemExit(f"{source} changed since the last run: run its module again in full")
+def refresh(workdir: Path) -> None:
+    """Today's source and tests in an earlier run's scratch copy. mutmut keeps the verdicts of
+    every function whose text is unchanged, mutates the changed ones afresh and maps the tests
+    it has not seen to the functions they call. The test selection must not have changed (mutmut
+    would start over)."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    shutil.rmtree(workdir / "tests")
+    for name in ("tests", f"src/{PACKAGE}"):
+        shutil.rmtree(workdir / name)
     shutil.copytree(ROOT / "tests", workdir / "tests", ignore=ignore)
+    shutil.copytree(SOURCE, workdir / "src" / PACKAGE, ignore=ignore)
 
 
 def run_mutmut(workdir: Path, log: Path, children: int, mutants: Sequence[str] = ()) -> None:
@@ -314,10 +314,13 @@ def mutant_key(module: Module, mutant: str, diff: str) -> str:
 
 @dataclass(frozen=True)
 class Equivalent:
-    """A mutant judged to change no behaviour, and why."""
+    """A mutant judged to change no behaviour, and why. ``text_only``: it changes the wording of
+    a log line or of a sentence in an answer, nothing a program acts on (``kind = "text"``);
+    counted apart, since a person may call that a change."""
 
     key: str
     reason: str
+    text_only: bool = False
 
 
 def load_equivalents(path: Path = EQUIVALENT) -> dict[str, Equivalent]:
@@ -328,14 +331,19 @@ def load_equivalents(path: Path = EQUIVALENT) -> dict[str, Equivalent]:
     found: dict[str, Equivalent] = {}
     for entry in data.get("equivalent", []):
         key = f"{entry['module']} | {entry['function']} | {entry['change']}"
-        found[key] = Equivalent(key, entry["reason"])
+        found[key] = Equivalent(key, entry["reason"], entry.get("kind") == "text")
     return found
 
 
 def row(outcome: Outcome, equivalents: dict[str, Equivalent]) -> list[str]:
-    """module | mutants | killed | score | equivalent | without equivalent | no test | time."""
+    """module | mutants | killed | score | equivalent | of which text only | without equivalent |
+    no test | time."""
     untested = sum(1 for s in outcome.statuses.values() if s == "no tests")
-    equivalent = sum(1 for n in outcome.survivors() if outcome.keys[n] in equivalents)
+    judgements = [
+        equivalents[k] for n in outcome.survivors() if (k := outcome.keys[n]) in equivalents
+    ]
+    equivalent = len(judgements)
+    text_only = sum(1 for j in judgements if j.text_only)
     score = 100.0 * outcome.killed / outcome.total if outcome.total else 100.0
     judged = outcome.total - equivalent
     without = 100.0 * outcome.killed / judged if judged else 100.0
@@ -345,6 +353,7 @@ def row(outcome: Outcome, equivalents: dict[str, Equivalent]) -> list[str]:
         str(outcome.killed),
         f"{score:.1f}%",
         str(equivalent),
+        str(text_only),
         f"{without:.1f}%",
         str(untested),
         f"{outcome.seconds:.0f} s",
@@ -359,6 +368,7 @@ def table(outcomes: Sequence[Outcome], equivalents: dict[str, Equivalent]) -> st
         "killed",
         "score",
         "equivalent",
+        "of which text only",
         "without equivalent mutants",
         "reached by no test",
         "time",
@@ -421,10 +431,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         workdir = WORK / module.slug
         begun = time.monotonic()
         if args.retest:
+            refresh(workdir)
+            # first what is new or changed (mutants never run), then the survivors of before
+            run_mutmut(workdir, workdir / "retest-new.log", args.children)
             earlier = read_outcome(module, workdir)
             again = [n for n in earlier.survivors() if earlier.keys[n] not in equivalents]
             print(f"testing {len(again)} survivors of {module.path} again", flush=True)
-            refresh_tests(workdir)
             if again:
                 run_mutmut(workdir, workdir / "retest.log", args.children, again)
             spent = float((workdir / "seconds").read_text()) + time.monotonic() - begun

@@ -7,6 +7,7 @@ the ones at the end ("held") passed from the start.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -15,12 +16,17 @@ import pytest
 from helpers import (
     ENV,
     OTHER_STACK,
+    S1,
     STACK,
     Stack,
     controller_sender,
+    crash,
+    delete_by_hand,
     event,
+    owner,
     snapshot,
 )
+from jets_deploy_iam.changes import UpdateGroup
 from jets_deploy_iam.config import Deadline, ReconcileConfig
 from jets_deploy_iam.reconcile import Controller
 from jets_deploy_iam.registry.store import DynamoDBRegistry
@@ -850,3 +856,523 @@ def test_held_in_place_policy_name_change_onto_a_foreign_policy_rollback_then_de
     assert stack.update({**base, "PolicyName": "Deploy"}).ok
     assert stack.delete().ok
     assert snapshot(iam, "Jets") == before
+
+
+# == failures and their undo, exactly ============================================================
+
+
+def _remade_by_hand(iam: IAMClient, name: str = "Jets") -> None:
+    """Someone deletes the group (emptying it first) and makes an empty one of the same name."""
+    group = snapshot(iam, name)
+    assert group is not None
+    for policy_name in group["policies"]:
+        iam.delete_group_policy(GroupName=name, PolicyName=policy_name)
+    for arn in group["attached"]:
+        iam.detach_group_policy(GroupName=name, PolicyArn=arn)
+    for user in group["members"]:
+        iam.remove_user_from_group(GroupName=name, UserName=user)
+    iam.delete_group(GroupName=name)
+    iam.create_group(GroupName=name)
+
+
+def test_a_group_remade_by_hand_while_a_create_fails_is_not_taken_for_the_one_it_made(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    """The Create's CreateGroup succeeds; before its next write, someone deletes that group and
+    makes an empty one of the same name; the next write fails. The group the Create made is
+    the one whose GroupId CreateGroup answered: the rollback Delete leaves the namesake alone.
+
+    SPEC: Delete acts "only when the registry says this resource owns that group (same
+    GroupId)".
+    """
+    strict.before_write("PutGroupPolicy", lambda: _remade_by_hand(iam))
+    strict.inject("PutGroupPolicy", "ServiceFailure", times=10_000)
+    stack = Stack(controller_sender(iam, registry))
+    failed = stack.create({"Users": "alice"})  # FAILED, then the rollback Delete("Jets")
+    assert not failed.ok
+    assert failed.physical_id == "Jets"  # the group existed: the rollback must look at it
+    namesake = snapshot(iam, "Jets")
+    assert namesake is not None
+    assert namesake["members"] == set()
+    assert owner(registry) is None  # the rollback let go of the name
+
+
+def test_a_create_delivered_again_after_a_crash_then_failing_leaves_its_group_to_the_rollback(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    """The Lambda runtime kills the Create after its CreateGroup; Lambda delivers the same event
+    again, which finds the group (its own, from its write-ahead) and fails to add a member. Its
+    answer names the group, and the rollback Delete removes it: no orphan."""
+    send = controller_sender(iam, registry)
+    created = event("Create", {"Users": "alice,bob"})
+    strict.before_write("AddUserToGroup", crash)
+    with pytest.raises(SystemExit):
+        send(created)
+    assert snapshot(iam, "Jets") is not None
+    strict.inject("AddUserToGroup", "ServiceFailure", times=10_000)
+    failed = send(created)  # the same event, delivered again
+    assert not failed.ok
+    assert failed.physical_id == "Jets"
+    strict.clear_faults()
+    assert send(event("Delete", {"Users": "alice,bob"}, "Jets")).ok  # the rollback Delete
+    assert snapshot(iam, "Jets") is None
+    assert owner(registry) is None
+
+
+def test_a_create_whose_create_group_answer_is_lost_at_the_deadline_still_owns_the_group(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    """CreateGroup lands, but its answer is lost after the work's deadline passed, so it is
+    not retried. The time kept for the undo is still there to look at the name: the group is
+    recognised as made, so the rollback Delete removes it."""
+    clock = FakeClock()
+    strict.on_call = lambda action: clock.advance(3.0 if action == "CreateGroup" else 0.0)
+    strict.lose_answer("CreateGroup", how="connection")
+    config = ReconcileConfig(clock=clock, sleep=clock.advance)
+    controller = Controller(iam, registry, config, Deadline(2.5, clock), Deadline(60.0, clock))
+    props = {"Users": "alice"}
+    failed = controller.handle(parse_request(event("Create", props), ENV))
+    assert not failed.ok
+    assert failed.physical_id == "Jets"
+    strict.on_call = None
+    strict.clear_faults()
+    assert controller_sender(iam, registry)(event("Delete", props, "Jets")).ok
+    assert snapshot(iam, "Jets") is None
+
+
+def test_a_group_someone_else_made_while_a_create_ran_is_left_to_them(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    """Between the Create's pre-flight (name free) and its CreateGroup, someone makes the group
+    and adds dave: CreateGroup is refused. That group is not a CreateGroup of ours whose answer
+    was lost: the Create answers a placeholder, and its rollback Delete leaves the group."""
+
+    def someone_makes_it() -> None:
+        iam.create_group(GroupName="Jets")
+        iam.add_user_to_group(GroupName="Jets", UserName="dave")
+
+    strict.before_write("CreateGroup", someone_makes_it)
+    stack = Stack(controller_sender(iam, registry))
+    failed = stack.create({"Users": "alice"})  # FAILED, then the rollback Delete
+    assert not failed.ok
+    assert failed.physical_id != "Jets"
+    assert members(iam, "Jets") == {"dave"}
+    assert owner(registry) is None
+
+
+def test_a_failed_adoption_says_last_that_it_gave_the_group_back_and_keeps_nothing_of_it(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    """An adoption fails half way; the group goes back exactly as found. However long the
+    cause, the Reason ends by saying so, and the registry keeps nothing of the adoption: no
+    group, no claim, no undo record."""
+    iam.create_group(GroupName="Jets")
+    iam.add_user_to_group(GroupName="Jets", UserName="bob")
+    iam.put_group_policy(
+        GroupName="Jets", PolicyName="Handmade", PolicyDocument=json.dumps(HANDMADE)
+    )
+    before = snapshot(iam, "Jets")
+    fault = strict.inject("AddUserToGroup", "ServiceFailure", times=10_000)
+    fault.message = "IAM is having a very bad day. " * 12  # longer than a Reason may be
+    stack = Stack(controller_sender(iam, registry))
+    failed = stack.create({"Users": "alice,bob", "AdoptExistingGroup": "true"})
+    assert not failed.ok
+    assert failed.reason.endswith(" (adopted group restored)")
+    assert len(failed.reason) <= 256
+    assert snapshot(iam, "Jets") == before
+    record = registry.load(S1).record
+    assert record.groups == {}
+    assert record.last_update is None
+    assert owner(registry) is None
+
+
+def test_a_rename_whose_undo_fails_too_is_finished_by_the_rollback(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    """A rename fails while filling the new group, and deleting the new group fails too. The
+    record keeps the new group for CloudFormation's rollback Update, which removes it."""
+    send = controller_sender(iam, registry)
+    a = {"Users": "alice"}
+    assert send(event("Create", a)).ok
+    before = snapshot(iam, "Jets")
+    renamed = {**a, "GroupName": "JetsNew"}
+    strict.inject("AddUserToGroup", "ServiceFailure", times=10_000)
+    strict.inject("DeleteGroup", "ServiceFailure", times=10_000)
+    failed = send(event("Update", renamed, "Jets", a))
+    assert not failed.ok
+    assert "undoing its changes failed too" in failed.reason
+    assert snapshot(iam, "JetsNew") is not None
+    strict.clear_faults()
+    assert send(event("Update", a, "Jets", renamed)).ok  # CloudFormation's rollback
+    assert snapshot(iam, "JetsNew") is None
+    assert snapshot(iam, "Jets") == before
+
+
+def test_a_rename_that_failed_and_was_undone_can_be_deployed_again(
+    iam: IAMClient, stack: Stack, strict: StrictIam, world: dict[str, str]
+) -> None:
+    """A rename fails and undoes itself; the stack rolls back. Once IAM is fine again, the same
+    rename is deployed again: it is a new Update (not taken for a rollback), so the group is
+    renamed."""
+    a = {"Users": "alice"}
+    assert stack.create(a).ok
+    renamed = {**a, "GroupName": "JetsNew"}
+    strict.inject("AddUserToGroup", "ServiceFailure", times=10_000)
+    failed = stack.update(renamed)  # FAILED, then the rollback Update
+    assert not failed.ok
+    assert failed.reason.endswith(" (its changes were undone)")
+    assert snapshot(iam, "JetsNew") is None
+    strict.clear_faults()
+    again = stack.update(renamed)  # then the cleanup Delete of "Jets"
+    assert again.ok
+    assert again.physical_id == "JetsNew"
+    assert members(iam, "JetsNew") == {"alice"}
+    assert snapshot(iam, "Jets") is None
+
+
+def test_a_failed_update_rolled_back_then_deployed_again_is_still_rolled_back_exactly(
+    iam: IAMClient, stack: Stack, strict: StrictIam, world: dict[str, str]
+) -> None:
+    """A (Exclusive false, adopted hand-made group) -> B (Exclusive true, a managed policy) fails
+    at its last write and undoes itself; the stack rolls back. Fixed, B is deployed again, and
+    this time another resource fails the deploy: the rollback of that B must put the foreign
+    content back, as the rollback of any Update does."""
+    iam.create_group(GroupName="Jets")
+    iam.add_user_to_group(GroupName="Jets", UserName="dave")
+    iam.put_group_policy(
+        GroupName="Jets", PolicyName="Handmade", PolicyDocument=json.dumps(HANDMADE)
+    )
+    a = {"Users": "alice", "Exclusive": "false", "AdoptExistingGroup": "true"}
+    assert stack.create(a).ok
+    before = snapshot(iam, "Jets")
+    b = {**a, "Exclusive": "true", "ManagedPolicyArns": world["p1"]}
+    strict.inject("AttachGroupPolicy", "ServiceFailure", times=10_000)
+    failed = stack.update(b)  # dave and Handmade removed, p1 refused: undone; then rolled back
+    assert not failed.ok
+    assert snapshot(iam, "Jets") == before
+    strict.clear_faults()
+    assert stack.update(b, stack_rolls_back=True).ok  # deployed again, then rolled back
+    assert snapshot(iam, "Jets") == before
+
+
+def test_a_rollback_that_failed_but_put_everything_back_is_continued_as_the_rollback(
+    iam: IAMClient, stack: Stack, strict: StrictIam, world: dict[str, str]
+) -> None:
+    """A (Exclusive false, adopted hand-made group) -> B (Exclusive true, a managed policy)
+    succeeds; another resource fails, and B's rollback Update fails once half way, then puts the
+    rest back all the same. ContinueUpdateRollback re-sends it; later B is deployed again and
+    rolled back again: that rollback still puts the foreign content back."""
+    iam.create_group(GroupName="Jets")
+    iam.add_user_to_group(GroupName="Jets", UserName="dave")
+    iam.put_group_policy(
+        GroupName="Jets", PolicyName="Handmade", PolicyDocument=json.dumps(HANDMADE)
+    )
+    a = {"Users": "alice", "Exclusive": "false", "AdoptExistingGroup": "true"}
+    assert stack.create(a).ok
+    before = snapshot(iam, "Jets")
+    b = {**a, "Exclusive": "true", "ManagedPolicyArns": world["p1"]}
+    send, physical = stack.send, stack.physical_id
+    assert send(event("Update", b, physical, a)).ok
+    strict.inject("PutGroupPolicy", "MalformedPolicyDocument")  # once, not retried
+    assert not send(event("Update", a, physical, b)).ok  # CloudFormation's rollback
+    assert snapshot(iam, "Jets") == before
+    assert send(event("Update", a, physical, b)).ok  # ContinueUpdateRollback
+    assert stack.update(b, stack_rolls_back=True).ok  # deployed again, then rolled back
+    assert snapshot(iam, "Jets") == before
+
+
+def test_a_member_a_failed_update_never_added_is_foreign_if_added_by_hand_later(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    """Exclusive false. An Update adding carol fails at that very write (the stack deployed
+    with rollback disabled: no rollback Update follows), so it changed nothing and says only
+    why. An admin later adds carol by hand; deleting the stack removes only what the resource
+    added, so carol and the group stay.
+
+    SPEC: Exclusive false "only ever removes what it added itself".
+    """
+    send = controller_sender(iam, registry)
+    a = {"Users": "alice", "Exclusive": "false"}
+    assert send(event("Create", a)).ok
+    b = {**a, "Users": "alice,carol"}
+    fault = strict.inject("AddUserToGroup", "ServiceFailure", times=10_000)
+    fault.message = "IAM could not add carol"
+    failed = send(event("Update", b, "Jets", a))
+    assert not failed.ok
+    assert failed.reason.endswith("IAM could not add carol")  # nothing was undone: nothing said
+    strict.clear_faults()
+    iam.add_user_to_group(GroupName="Jets", UserName="carol")  # by hand
+    assert send(event("Delete", b, "Jets")).ok  # the stack is deleted
+    assert members(iam, "Jets") == {"carol"}
+
+
+def test_a_rollback_refused_in_pre_flight_keeps_its_undo_record_for_the_retry(
+    iam: IAMClient, stack: Stack, world: dict[str, str]
+) -> None:
+    """A (Exclusive false, adopted hand-made group) -> B (Exclusive true) removes carol and the
+    hand-made policy. Meanwhile carol joins ten other groups, so the rollback Update, which must
+    add her back, is refused in pre-flight (UPDATE_ROLLBACK_FAILED). The operator frees a slot
+    and continues the rollback: it restores exactly, from B's undo record."""
+    iam.create_group(GroupName="Jets")
+    iam.add_user_to_group(GroupName="Jets", UserName="carol")
+    iam.put_group_policy(
+        GroupName="Jets", PolicyName="Handmade", PolicyDocument=json.dumps(HANDMADE)
+    )
+    a = {"Users": "alice,bob", "Exclusive": "false", "AdoptExistingGroup": "true"}
+    assert stack.create(a).ok
+    before = snapshot(iam, "Jets")
+    b = {"Users": "alice", "Exclusive": "true", "AdoptExistingGroup": "true"}
+    assert stack.update(b).ok
+    for i in range(10):
+        iam.create_group(GroupName=f"Team{i}")
+        iam.add_user_to_group(GroupName=f"Team{i}", UserName="carol")
+    send, physical = stack.send, stack.physical_id
+    refused = send(event("Update", a, physical, b))  # CloudFormation's rollback
+    assert not refused.ok
+    assert "carol" in refused.reason
+    iam.remove_user_from_group(GroupName="Team0", UserName="carol")
+    assert send(event("Update", a, physical, b)).ok  # ContinueUpdateRollback
+    assert snapshot(iam, "Jets") == before
+
+
+def test_the_rollback_of_an_update_refused_in_pre_flight_changes_nothing(
+    iam: IAMClient, stack: Stack, world: dict[str, str]
+) -> None:
+    """A -> B adds carol; later carol's IAM user is deleted. The next Update (C) names a user
+    that does not exist and is refused before any write. Its rollback Update (back to B) changes
+    nothing and succeeds: it does not fail on carol, gone since B, which C did not cause."""
+    a = {"Users": "alice"}
+    b = {"Users": "alice,carol"}
+    assert stack.create(a).ok
+    assert stack.update(b).ok
+    iam.remove_user_from_group(GroupName="Jets", UserName="carol")
+    iam.delete_user(UserName="carol")
+    before = snapshot(iam, "Jets")
+    refused = stack.update({"Users": "alice,nobody"})  # FAILED, then the rollback (must be ok)
+    assert not refused.ok
+    assert "nobody" in refused.reason
+    assert snapshot(iam, "Jets") == before
+
+
+def _legacy_group(iam: IAMClient, registry: DynamoDBRegistry) -> dict[str, Any]:
+    """A group the previous version made (no registry record); its resource's properties."""
+    iam.create_group(GroupName="Jets")
+    iam.add_user_to_group(GroupName="Jets", UserName="alice")
+    return {"Users": "alice"}
+
+
+def _group_remade_by_hand(iam: IAMClient, registry: DynamoDBRegistry) -> dict[str, Any]:
+    """The resource's group, replaced by hand (another GroupId), which it then takes over."""
+    props = {"Users": "alice"}
+    assert controller_sender(iam, registry)(event("Create", props)).ok
+    _remade_by_hand(iam)
+    iam.add_user_to_group(GroupName="Jets", UserName="alice")
+    return {**props, "AdoptExistingGroup": "true"}
+
+
+@pytest.mark.parametrize("origin", [_legacy_group, _group_remade_by_hand])
+def test_the_cleanup_delete_of_a_renamed_group_iam_briefly_shows_missing_still_removes_it(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str],
+    origin: Any,
+) -> None:  # fmt: skip
+    """The resource's group came to it without a record of its own (made by the previous
+    version, or taken over after it was replaced by hand); an Update renames it. IAM, eventually
+    consistent, first answers the cleanup Delete's read of the old group NoSuchEntity: the
+    group this resource has seen (its GroupId recorded) is read again, and removed."""
+    send = controller_sender(iam, registry)
+    props = origin(iam, registry)
+    renamed = {**props, "GroupName": "JetsNew"}
+    assert send(event("Update", renamed, "Jets", props)).physical_id == "JetsNew"
+    strict.inject("GetGroup", "NoSuchEntity")
+    assert send(event("Delete", props, "Jets")).ok  # CloudFormation's cleanup
+    assert snapshot(iam, "Jets") is None
+    assert members(iam, "JetsNew") == {"alice"}
+
+
+def test_a_non_exclusive_takeover_by_a_rename_rolled_back_leaves_the_group_on_delete(
+    iam: IAMClient, stack: Stack, world: dict[str, str]
+) -> None:
+    """The resource's group was replaced by hand (dave in it). An Update takes it over
+    (AdoptExistingGroup, Exclusive false) and renames it; another resource fails the deploy, so
+    the new group goes. The old group, taken over but owning nothing, is the resource's again,
+    still non-exclusive: deleting the stack removes nothing of it."""
+    assert stack.create({"Users": "alice"}).ok
+    _remade_by_hand(iam)
+    iam.add_user_to_group(GroupName="Jets", UserName="dave")
+    before = snapshot(iam, "Jets")
+    takeover = {"Users": "alice", "Exclusive": "false", "AdoptExistingGroup": "true"}
+    renamed = {**takeover, "GroupName": "JetsNew"}
+    assert stack.update(renamed, stack_rolls_back=True).ok  # then Delete("JetsNew")
+    assert snapshot(iam, "JetsNew") is None
+    assert stack.delete().ok
+    assert snapshot(iam, "Jets") == before
+
+
+def test_a_rolled_back_update_answers_the_group_and_leaves_it_watched_by_the_drift_check(
+    iam: IAMClient, registry: DynamoDBRegistry, stack: Stack, world: dict[str, str]
+) -> None:
+    """After CloudFormation's rollback Update, Fn::GetAtt reads the rollback's answer: it carries
+    the group's attributes. The resource is still the group's: the drift check watches it."""
+    assert stack.create({"Users": "alice"}).ok
+    group = snapshot(iam, "Jets")
+    assert group is not None
+    assert stack.update({"Users": "alice,bob"}, stack_rolls_back=True).ok
+    kind, back = stack.log[-1]
+    assert (kind, back.ok) == ("Update", True)
+    assert back.data["GroupName"] == "Jets"
+    assert back.data["GroupId"] == group["id"]
+    assert back.data["Arn"].endswith(":group/Jets")
+    iam.add_user_to_group(GroupName="Jets", UserName="dave")  # by hand, on an exclusive group
+    drift = Controller(iam, registry).check_drift(S1, ENV)
+    assert drift.group == "Jets"
+    assert drift.drifted
+
+
+def test_a_group_remade_by_hand_after_a_rollback_is_not_the_resource_s(
+    iam: IAMClient, stack: Stack, world: dict[str, str]
+) -> None:
+    """After a rolled-back Update, someone replaces the group with one of the same name (another
+    GroupId): deleting the stack leaves that group alone."""
+    assert stack.create({"Users": "alice"}).ok
+    assert stack.update({"Users": "alice,bob"}, stack_rolls_back=True).ok
+    _remade_by_hand(iam)
+    iam.add_user_to_group(GroupName="Jets", UserName="dave")
+    namesake = snapshot(iam, "Jets")
+    assert stack.delete().ok
+    assert snapshot(iam, "Jets") == namesake
+
+
+def test_the_rollback_of_an_update_that_made_a_deleted_group_again_keeps_the_resource_on_it(
+    iam: IAMClient, registry: DynamoDBRegistry, stack: Stack, world: dict[str, str]
+) -> None:
+    """The group is deleted by hand; the next Update makes it again, and the stack rolls back,
+    which deletes it again (the state before that Update). The resource still stands for the
+    group: the drift check reports it missing, to be made again."""
+    assert stack.create({"Users": "alice"}).ok
+    delete_by_hand(iam)
+    assert stack.update({"Users": "alice,bob"}, stack_rolls_back=True).ok
+    assert snapshot(iam, "Jets") is None
+    drift = Controller(iam, registry).check_drift(S1, ENV)
+    assert drift.group == "Jets"
+    assert drift.drifted
+
+
+def test_a_rollback_returns_the_record_to_the_declaration_it_restores(
+    iam: IAMClient, registry: DynamoDBRegistry, stack: Stack, world: dict[str, str]
+) -> None:
+    """A (Exclusive false; dave added by hand) -> B (Exclusive true, another policy document) is
+    rolled back. What the registry enforces from then on is A again: its policy document (the
+    drift check finds nothing to correct) and its non-exclusivity (deleting the stack keeps
+    dave and his group)."""
+    a = {"Users": "alice", "Exclusive": "false"}
+    assert stack.create(a).ok
+    iam.add_user_to_group(GroupName="Jets", UserName="dave")
+    b = {**a, "Exclusive": "true", "Services": "s3,lambda"}
+    assert stack.update(b, stack_rolls_back=True).ok
+    assert members(iam, "Jets") == {"alice", "dave"}
+    assert not Controller(iam, registry).check_drift(S1, ENV).drifted
+    assert stack.delete().ok
+    assert members(iam, "Jets") == {"dave"}
+
+
+def test_a_rolled_back_takeover_gives_the_group_back_and_the_resource_keeps_its_physical_id(
+    iam: IAMClient, registry: DynamoDBRegistry, stack: Stack, world: dict[str, str]
+) -> None:
+    """S2 adopted S1's group. S1's next Update takes it over again (AdoptExistingGroup) and the
+    stack rolls back: the claim goes back to S2 and S1 owns no group, but S1 still answers to
+    the physical id its rollback answered (the registry's current group)."""
+    assert stack.create({"Users": "alice"}).ok
+    other = Stack(controller_sender(iam, registry), stack=OTHER_STACK)
+    assert other.create({"Users": "alice,bob", "AdoptExistingGroup": "true"}).ok
+    taken = {"Users": "alice,carol", "AdoptExistingGroup": "true"}
+    assert stack.update(taken, stack_rolls_back=True).ok
+    assert owner(registry) == ResourceKey(OTHER_STACK, "JetsDeployGroup")
+    record = registry.load(S1).record
+    assert record.groups == {}
+    assert record.current == "Jets"
+
+
+def test_an_update_that_failed_before_writing_leaves_an_adopted_group_only_adopted(
+    iam: IAMClient, registry: DynamoDBRegistry, stack: Stack, world: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """A deploy adopted the hand-made group. The next Update fails before writing anything (the
+    registry refuses its write-ahead); CloudFormation's rollback Update, back to the adopting
+    declaration, is then an ordinary Update changing nothing. The group is still only adopted:
+    deleting the stack gives it back as it was found."""
+    iam.create_group(GroupName="Jets")
+    iam.add_user_to_group(GroupName="Jets", UserName="bob")
+    iam.put_group_policy(
+        GroupName="Jets", PolicyName="Handmade", PolicyDocument=json.dumps(HANDMADE)
+    )
+    before = snapshot(iam, "Jets")
+    a = {"Users": "alice", "AdoptExistingGroup": "true"}
+    assert stack.create(a).ok
+    _fail_save(registry, monkeypatch, nth=1)  # the Update's write-ahead
+    assert not stack.update({**a, "Users": "alice,carol"}).ok  # then the rollback Update
+    monkeypatch.undo()
+    assert stack.delete().ok
+    assert snapshot(iam, "Jets") == before
+
+
+def test_the_drift_check_of_a_group_taken_over_by_a_rename_rolled_back_checks_it_in_place(
+    iam: IAMClient, registry: DynamoDBRegistry, stack: Stack, world: dict[str, str]
+) -> None:
+    """After the takeover by a rename is rolled back (the new group deleted), the old group is
+    the resource's, recorded with the declaration it was taken over under. That declaration
+    must describe the old group itself, not the new name: the scheduled check read it as a
+    rename to do and failed on this resource at every run."""
+    assert stack.create({"Users": "alice"}).ok
+    _remade_by_hand(iam)
+    iam.add_user_to_group(GroupName="Jets", UserName="dave")
+    takeover = {"Users": "alice", "Exclusive": "false", "AdoptExistingGroup": "true"}
+    assert stack.update({**takeover, "GroupName": "JetsNew"}, stack_rolls_back=True).ok
+    before = snapshot(iam, "Jets")
+    drift = Controller(iam, registry).check_drift(S1, ENV, correct=True)
+    assert drift.group == "Jets"
+    assert not [c for c in drift.plan if isinstance(c, UpdateGroup)]
+    assert snapshot(iam, "JetsNew") is None
+    after = snapshot(iam, "Jets")
+    assert after is not None
+    assert before is not None
+    assert after["id"] == before["id"]
+    assert {"dave"} <= after["members"]  # foreign to a non-exclusive resource: kept
+
+
+def test_a_failed_request_logs_its_reason_with_a_traceback_only_when_unexpected(
+    iam: IAMClient,
+    registry: DynamoDBRegistry,
+    world: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An operator searches the logs for failed requests: each logs one warning with the reason
+    CloudFormation shows. A refusal the code expects (bad input) needs no traceback; anything
+    else (a bug, an unwrapped library error) carries one, or nobody can find where it came from."""
+    send = controller_sender(iam, registry)
+    with caplog.at_level(logging.WARNING, logger="jets_deploy_iam.reconcile"):
+        refused = send(event("Create", {"Users": "alice,nobody"}))
+    assert not refused.ok
+    [expected] = [r for r in caplog.records if r.getMessage().startswith("request failed")]
+    assert expected.levelno == logging.WARNING
+    assert refused.reason in expected.getMessage()
+    assert "Traceback" not in caplog.text
+
+    caplog.clear()
+    change = registry.change
+    calls: list[object] = []
+
+    def breaks_once(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in the registry edit")
+        return change(*args, **kwargs)
+
+    monkeypatch.setattr(registry, "change", breaks_once)
+    with caplog.at_level(logging.WARNING, logger="jets_deploy_iam.reconcile"):
+        failed = send(event("Create", {"Users": "alice"}))
+    assert not failed.ok
+    [unexpected] = [r for r in caplog.records if r.getMessage().startswith("request failed")]
+    assert "a bug in the registry edit" in unexpected.getMessage()
+    assert "Traceback" in caplog.text  # (as logging or the redacting filter formats it)
+    assert "RuntimeError: a bug in the registry edit" in caplog.text
