@@ -807,3 +807,274 @@ def test_a_correction_that_dies_after_recreating_the_group_still_owns_it(
     assert drift.corrected == 2
     assert stack.delete().ok
     assert snapshot(iam, "Jets") is None
+
+
+# -- a correction's outcome, and what a check takes for a renamed group ---------------------------
+
+
+def test_a_correction_whose_hold_ran_out_leaves_the_deploys_record_and_logs_why(
+    iam: IAMClient, strict: StrictIam, registry: DynamoDBRegistry, world: dict[str, str],
+) -> None:  # fmt: skip
+    """The correction's hold ran out before its write (IAM slow), and a deploy granting bob took
+    the record meanwhile: the correction's outcome must not overwrite the deploy's record (a
+    later check would then revoke bob), and the operator is told which group's outcome is lost."""
+    import time
+
+    stack = Stack(controller_sender(iam, registry))
+    assert stack.create({"Users": "alice", "DriftAction": "correct"}).ok
+    iam.add_user_to_group(GroupName="Jets", UserName="carol")
+    after_the_hold = ReconcileConfig(now=lambda: time.time() + HOLD_SECONDS + 1)
+    deploying = Stack(controller_sender(iam, registry, after_the_hold), physical_id="Jets",
+                      props={"Users": "alice", "DriftAction": "correct"})  # fmt: skip
+    granted = {"Users": "alice,bob", "DriftAction": "correct"}
+    deployed: list[bool] = []
+    strict.before_write(
+        "RemoveUserFromGroup", lambda: deployed.append(deploying.update(granted).ok)
+    )
+    with function_logs() as lines:
+        drift = Controller(iam, registry).check_drift(KEY, ENV)
+
+    assert deployed == [True]
+    assert drift.corrected == 1
+    record = registry.load(KEY).record
+    assert record.groups["Jets"].properties["Users"] == "alice,bob"  # the deploy's record stands
+    assert record.groups["Jets"].ownership.members == {"alice", "bob"}
+    assert (record.in_progress, record.held_until) == (None, None)
+    assert not Controller(iam, registry).check_drift(KEY, ENV).plan  # bob is not revoked
+    assert snapshot(iam, "Jets")["members"] == {"alice", "bob"}  # type: ignore[index]
+    [lost] = [line for line in lines if line["level"] == "ERROR"]
+    assert lost["group"] == "Jets"
+    assert "RegistryConflictError" in lost["exception"]  # why: the record changed meanwhile
+
+
+def test_a_group_one_read_misses_is_not_taken_for_one_renamed_to_its_own_name(
+    iam: IAMClient, strict: StrictIam, registry: DynamoDBRegistry, world: dict[str, str],
+) -> None:  # fmt: skip
+    """IAM is eventually consistent: GetGroup may answer NoSuchEntity for a group ListGroups
+    shows under the very same name. That group was not renamed by hand: no "rename back" (an
+    UpdateGroup onto its own name) and no note telling the operator of a rename."""
+    from jets_deploy_iam.changes import UpdateGroup
+
+    stack = Stack(controller_sender(iam, registry))
+    assert stack.create({"Users": "alice", "DriftAction": "correct"}).ok
+    strict.inject("GetGroup", "NoSuchEntity")
+    drift = Controller(iam, registry).check_drift(KEY, ENV, correct=False)
+    assert "ListGroups" in strict.actions()  # the group was looked for by its GroupId
+    assert not drift.plan.of_type(UpdateGroup)
+    assert "renamed" not in drift.note
+
+
+# -- what a check reports, and what it takes as the resource's own ---------------------------------
+
+
+def _as_snapshot_shows(document: dict[str, Any]) -> Any:
+    """An inline policy document as ``snapshot`` shows it."""
+    from jets_deploy_iam import policy
+
+    return policy.canonical(document)
+
+
+def _lose_jets_to_a_namesake(iam: IAMClient, registry: DynamoDBRegistry) -> None:
+    """Jets deleted by hand, and a namesake made by hand (carol in it) in its place."""
+    from helpers import delete_by_hand
+
+    delete_by_hand(iam)
+    iam.create_group(GroupName="Jets")
+    iam.add_user_to_group(GroupName="Jets", UserName="carol")
+
+
+def _lose_jets_to_another_stack(iam: IAMClient, registry: DynamoDBRegistry) -> None:
+    """Jets deleted by hand; another stack's resource then made (and claimed) a Jets of its own,
+    which was deleted by hand too: the name is that resource's now."""
+    from helpers import OTHER_STACK, delete_by_hand
+
+    delete_by_hand(iam)
+    assert Stack(controller_sender(iam, registry), stack=OTHER_STACK).create({"Users": "bob"}).ok
+    delete_by_hand(iam)
+
+
+@pytest.mark.parametrize(
+    ("lose", "why"),
+    [
+        (_lose_jets_to_a_namesake, "replaced or taken over outside this resource"),
+        (_lose_jets_to_another_stack, "claimed by another resource"),
+    ],
+    ids=["namesake-made-by-hand", "name-claimed-by-another-resource"],
+)
+def test_a_group_the_resource_lost_is_reported_as_drift_and_left_alone(
+    iam: IAMClient, strict: StrictIam, registry: DynamoDBRegistry, world: dict[str, str],
+    lose: Any, why: str,
+) -> None:  # fmt: skip
+    """Nothing to correct, but the operator must hear of it (the alarm counts drifted groups)."""
+    stack = Stack(controller_sender(iam, registry))
+    assert stack.create({"Users": "alice", "DriftAction": "correct"}).ok
+    lose(iam, registry)
+    before = snapshot(iam, "Jets")
+    strict.reset()
+    reporter = Collected()
+    enforce.run(iam, registry, ENV, enforce.Trigger(), reporter)
+
+    [outcome] = [o for o in reporter.outcomes if o.key == KEY]
+    assert (outcome.status, outcome.mode, outcome.group) == ("drifted", "correct", "Jets")
+    assert not outcome.plan
+    assert why in outcome.note
+    assert "left alone" in outcome.note
+    assert strict.writes == []
+    assert snapshot(iam, "Jets") == before
+
+
+def test_a_deleted_resource_and_one_a_correction_holds_are_not_checked_and_say_why(
+    iam: IAMClient, strict: StrictIam, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    import time
+
+    stack = Stack(controller_sender(iam, registry))
+    assert stack.create({"Users": "alice", "DriftAction": "correct"}).ok
+    iam.add_user_to_group(GroupName="Jets", UserName="carol")
+    stored = registry.load(KEY)
+    held = replace(stored.record, in_progress=CORRECTION_PREFIX + "elsewhere",
+                   held_until=time.time() + HOLD_SECONDS - 1)  # fmt: skip
+    registry.save(held, stored.version)
+    strict.reset()
+    drift = Controller(iam, registry).check_drift(KEY, ENV)
+    assert drift.under_way
+    assert "drift correction is under way" in drift.note  # not "request <its marker>"
+    assert strict.writes == []
+
+    registry.save(stored.record, registry.load(KEY).version)  # the correction let go
+    assert stack.delete().ok
+    gone = Controller(iam, registry).check_drift(KEY, ENV)
+    assert (gone.decision, gone.declared) == (None, None)
+    assert "no group" in gone.note
+
+
+def test_a_group_an_earlier_rename_left_is_named_until_it_is_gone(
+    iam: IAMClient, strict: StrictIam, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    """CloudFormation dropped the cleanup Delete of the old name: the old group keeps its members'
+    rights, so every check says which group is left; once it is deleted, no note at all."""
+    send = controller_sender(iam, registry)
+    stack = Stack(send)
+    old = {"Users": "alice"}
+    assert stack.create(old).ok
+    renamed = {"GroupName": "Renamed", "Users": "alice"}
+    assert send(event("Update", renamed, "Jets", old)).ok  # no cleanup Delete follows
+    drift = Controller(iam, registry).check_drift(KEY, ENV)
+    assert drift.group == "Renamed"
+    assert "group Jets left by an earlier rename" in drift.note
+
+    assert send(event("Delete", old, "Jets")).ok  # the cleanup Delete, late
+    assert snapshot(iam, "Jets") is None
+    assert Controller(iam, registry).check_drift(KEY, ENV).note == ""
+
+
+def test_the_policy_document_enforced_is_the_one_deployed_not_one_rebuilt_by_this_version(
+    iam: IAMClient, strict: StrictIam, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    """The group was deployed by a version whose baseline document differs from this version's
+    (EDITED stands for it): between deploys, that document is the declaration."""
+    stack = Stack(controller_sender(iam, registry))
+    assert stack.create({"Users": "alice", "DriftAction": "correct"}).ok
+    entry = registry.load(KEY).record.groups["Jets"]
+    registry.change(registry.load(KEY), lambda r: r.with_group(replace(entry, document=EDITED)))
+    # the group holds this version's document: drift from the one deployed
+    drift = Controller(iam, registry).check_drift(KEY, ENV)
+    assert drift.plan.lines() == ["~ policy JetsPolicy (+sqs:SendMessage -iam:*)"]
+    assert drift.corrected == 1
+    assert snapshot(iam, "Jets")["policies"]["JetsPolicy"] == _as_snapshot_shows(EDITED)  # type: ignore[index]
+
+
+def test_a_correcting_resource_in_sync_is_neither_written_nor_held(
+    iam: IAMClient, strict: StrictIam, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    stack = Stack(controller_sender(iam, registry))
+    assert stack.create({"Users": "alice", "DriftAction": "correct"}).ok
+    version = registry.load(KEY).version
+    strict.reset()
+    drift = Controller(iam, registry).check_drift(KEY, ENV)
+    assert (drift.drifted, drift.corrected) == (False, 0)
+    assert registry.load(KEY).version == version  # no hold taken, no outcome recorded
+    assert strict.writes == []
+
+
+def test_a_grant_a_failed_update_could_not_undo_is_revoked_from_a_non_exclusive_group(
+    iam: IAMClient, strict: StrictIam, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    """The Update adding bob and dave failed half way and so did its undo (the stack's rollback
+    fails the same way): the declaration last applied lacks the one it added, and the resource
+    added him, so the check revokes him, though the group is not exclusive (carol stays)."""
+    send = controller_sender(iam, registry)
+    applied = {"Users": "alice", "Exclusive": "false", "DriftAction": "correct"}
+    assert Stack(send).create(applied).ok
+    iam.add_user_to_group(GroupName="Jets", UserName="carol")
+    strict.inject("AddUserToGroup", "AccessDenied", skip=1)  # one of the two is added
+    strict.inject("RemoveUserFromGroup", "AccessDenied")  # and the undo cannot remove him
+    failed = send(event("Update", {**applied, "Users": "alice,bob,dave"}, "Jets", applied))
+    assert not failed.ok
+    members = snapshot(iam, "Jets")["members"]  # type: ignore[index]
+    assert len(members - {"alice", "carol"}) == 1
+
+    drift = Controller(iam, registry).check_drift(KEY, ENV)
+    assert drift.corrected == 1
+    assert snapshot(iam, "Jets")["members"] == {"alice", "carol"}  # type: ignore[index]
+
+
+def test_what_a_correction_puts_on_an_adopted_group_becomes_the_resources_own(
+    iam: IAMClient, strict: StrictIam, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    """Adopted as it was (alice a member, JetsPolicy already the declared document), the group
+    held nothing the resource added. alice removed and the policy edited by hand, the correction
+    adds alice and overwrites the edited document: both are then the resource's doing, so an
+    Update that undeclares them removes alice and puts the document it overwrote back (never
+    deleting a policy someone else wrote)."""
+    from helpers import declared
+
+    props = {"Users": "alice", "Exclusive": "false", "AdoptExistingGroup": "true",
+             "DriftAction": "correct"}  # fmt: skip
+    iam.create_group(GroupName="Jets")
+    iam.add_user_to_group(GroupName="Jets", UserName="alice")
+    put_policy(iam, "JetsPolicy", dict(declared(**props).policy_document))
+    stack = Stack(controller_sender(iam, registry))
+    assert stack.create(props).ok
+    iam.remove_user_from_group(GroupName="Jets", UserName="alice")
+    put_policy(iam, "JetsPolicy", EDITED)
+    assert Controller(iam, registry).check_drift(KEY, ENV).corrected == 2
+
+    assert stack.update({**props, "Users": "bob", "PolicyName": "BobPolicy"}).ok
+    group = snapshot(iam, "Jets")
+    assert group["members"] == {"bob"}  # type: ignore[index]
+    assert group["policies"].get("JetsPolicy") == _as_snapshot_shows(EDITED)  # type: ignore[index]
+
+
+def test_a_correction_that_dies_before_recording_still_knows_its_group_by_its_group_id(
+    iam: IAMClient, strict: StrictIam, registry: DynamoDBRegistry, world: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Its write-ahead keeps the GroupId of the group it corrects: a namesake made by hand after
+    it died is someone else's group, never corrected into this resource's."""
+    import time
+
+    from jets_deploy_iam.exceptions import RegistryError
+
+    stack = Stack(controller_sender(iam, registry))
+    assert stack.create({"Users": "alice", "DriftAction": "correct"}).ok
+    iam.add_user_to_group(GroupName="Jets", UserName="carol")
+    save = registry._write
+
+    def die_before_release(record: Any, version: int, claims: Any = ()) -> None:
+        if record.in_progress is None:
+            raise RegistryError("the function died")
+        save(record, version, claims)
+
+    monkeypatch.setattr(registry, "_write", die_before_release)
+    assert Controller(iam, registry).check_drift(KEY, ENV).corrected == 1
+    monkeypatch.setattr(registry, "_write", save)
+    _lose_jets_to_a_namesake(iam, registry)
+    namesake = snapshot(iam, "Jets")
+    strict.reset()
+    later = ReconcileConfig(now=lambda: time.time() + HOLD_SECONDS + 1)
+    drift = Controller(iam, registry, later).check_drift(KEY, ENV)
+    assert (drift.drifted, drift.corrected) == (True, 0)
+    assert "replaced or taken over" in drift.note
+    assert strict.writes == []
+    assert snapshot(iam, "Jets") == namesake
