@@ -9,15 +9,24 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from helpers import (
+    GENERATED,
     OTHER_STACK,
+    S1,
+    S2,
     STACK,
+    NoSleep,
     Stack,
     controller_sender,
+    crash,
+    delete_by_hand,
     event,
+    owner,
     snapshot,
 )
+from jets_deploy_iam import policy
+from jets_deploy_iam.changes import Plan
 from jets_deploy_iam.config import Deadline, ReconcileConfig
-from jets_deploy_iam.reconcile import Controller
+from jets_deploy_iam.reconcile import Controller, Decision
 from jets_deploy_iam.registry.store import DynamoDBRegistry
 from jets_deploy_iam.request import ResourceKey, parse_request
 from strict_iam import StrictIam
@@ -566,3 +575,491 @@ def test_a_group_deleted_by_hand_is_reported_and_recreated(
     assert snapshot(iam, "Jets")["members"] == {"alice"}  # type: ignore[index]
     assert stack.delete().ok  # the registry knows the new GroupId: the Delete still acts
     assert snapshot(iam, "Jets") is None
+
+
+# -- decisions, previewed: what each request would do, as data ------------------------------------
+
+
+def _plan(iam: IAMClient, registry: DynamoDBRegistry, e: dict[str, Any]) -> Decision:
+    """What the command line's ``plan`` shows for a request: the decision, nothing written."""
+    return Controller(iam, registry).preview(parse_request(e, _env()))
+
+
+def _changes(decision: Decision) -> list[str]:
+    return [c.describe() for c in decision.plan]
+
+
+def test_plan_shows_what_each_kind_of_request_would_do_and_writes_nothing(
+    iam: IAMClient, registry: DynamoDBRegistry, stack: Stack, strict: StrictIam,
+    world: dict[str, str],
+) -> None:  # fmt: skip
+    create = _plan(iam, registry, event("Create", {"Users": "alice"}))
+    assert (create.action, create.group, create.before) == ("create", "Jets", None)
+    assert _changes(create)[:1] == ["create group Jets (path /)"]
+    assert "add user alice" in _changes(create)
+    assert registry.load(S1).version == 0
+    assert snapshot(iam, "Jets") is None
+
+    assert stack.create({"Users": "alice"}).ok
+    made = snapshot(iam, "Jets")
+    recorded = registry.load(S1, ["Jets", "JetsNew"])
+    strict.reset()
+    old = {"Users": "alice"}
+    update = _plan(iam, registry, event("Update", {"Users": "alice,carol"}, "Jets", old))
+    assert (update.action, update.group, _changes(update)) == ("update", "Jets", ["add user carol"])
+    assert update.before is not None
+    assert update.before.group_id == made["id"]  # type: ignore[index]
+    rename = _plan(iam, registry, event("Update", {"GroupName": "JetsNew", **old}, "Jets", old))
+    assert (rename.action, rename.group) == ("replace", "JetsNew")
+    assert _changes(rename)[:1] == ["create group JetsNew (path /)"]
+    assert rename.takeovers == frozenset()  # a free name: nobody's claim is taken
+    delete = _plan(iam, registry, event("Delete", old, "Jets"))
+    assert (delete.action, delete.group) == ("delete", "Jets")
+    assert "delete group Jets" in _changes(delete)
+    assert strict.writes == []
+    assert registry.load(S1, ["Jets", "JetsNew"]) == recorded
+    assert snapshot(iam, "Jets") == made
+
+
+def test_plan_of_a_request_already_answered_has_nothing_to_do(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    create = event("Create", {"Users": "alice"})
+    assert controller_sender(iam, registry)(create).ok
+    again = _plan(iam, registry, create)  # the same RequestId: Lambda's retry gets the answer
+    assert (again.action, again.group, again.plan) == ("none", "Jets", Plan())
+    assert "already answered" in again.note
+
+
+# -- renames: the new name's claim, and undoing a rename ------------------------------------------
+
+
+def test_a_rename_that_fails_half_way_removes_the_new_group_before_it_answers(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    send = controller_sender(iam, registry)
+    props = {"Users": "alice,bob", "ManagedPolicyArns": world["p1"]}
+    assert send(event("Create", props)).ok
+    before = snapshot(iam, "Jets")
+    renamed = {**props, "GroupName": "JetsNew"}
+    strict.fail_write(3, "LimitExceeded")  # after CreateGroup and the policy's put
+    failed = send(event("Update", renamed, "Jets", props))
+    assert not failed.ok
+    assert "(its changes were undone)" in failed.reason
+    # Undone at once, as any failed Update's writes: not left for the rollback Update to find.
+    assert snapshot(iam, "JetsNew") is None
+    assert owner(registry, "JetsNew") is None
+    assert send(event("Update", props, "Jets", renamed)).ok  # CloudFormation's rollback
+    assert snapshot(iam, "Jets") == before
+
+
+def test_a_rename_onto_a_name_whose_group_was_deleted_by_hand_takes_its_stale_claim(
+    iam: IAMClient, registry: DynamoDBRegistry, stack: Stack, world: dict[str, str]
+) -> None:
+    other = Stack(controller_sender(iam, registry), stack=OTHER_STACK)
+    assert other.create({"GroupName": "JetsNew", "Users": "bob"}).ok
+    delete_by_hand(iam, "JetsNew")  # the other stack's claim now names a group that is gone
+    assert stack.create({"Users": "alice"}).ok
+    renamed = {"GroupName": "JetsNew", "Users": "alice"}
+    assert _plan(iam, registry, event("Update", renamed, "Jets", stack.props)).takeovers == {
+        "JetsNew"
+    }
+    assert stack.update(renamed).ok
+    assert owner(registry, "JetsNew") == S1
+    assert stack.delete().ok  # the group is this resource's own: its Delete removes it
+    assert snapshot(iam, "JetsNew") is None
+
+
+def test_a_rename_onto_a_name_another_stack_is_creating_is_refused(
+    iam: IAMClient, registry: DynamoDBRegistry, stack: Stack, strict: StrictIam,
+    world: dict[str, str],
+) -> None:  # fmt: skip
+    assert stack.create({"Users": "alice"}).ok
+    before = snapshot(iam, "Jets")
+    # The other stack's Create has written its claim ahead and is about to create the group.
+    strict.before_write("CreateGroup", crash)
+    with pytest.raises(SystemExit):
+        controller_sender(iam, registry)(
+            event("Create", {"GroupName": "JetsNew", "Users": "bob"}, stack=OTHER_STACK)
+        )
+    response = stack.update({"GroupName": "JetsNew", "Users": "alice"})
+    assert not response.ok
+    assert "another resource is creating it" in response.reason
+    assert snapshot(iam, "JetsNew") is None
+    assert owner(registry, "JetsNew") == S2
+    assert snapshot(iam, "Jets") == before
+
+
+def test_a_rename_is_refused_when_another_stack_starts_creating_the_name_while_it_decides(
+    iam: IAMClient, registry: DynamoDBRegistry, stack: Stack, strict: StrictIam,
+    world: dict[str, str],
+) -> None:  # fmt: skip
+    assert stack.create({"Users": "alice"}).ok
+    before = snapshot(iam, "Jets")
+
+    def other_stack_starts_creating() -> None:  # after the rename read the registry
+        strict.before_write("CreateGroup", crash)
+        with pytest.raises(SystemExit):
+            controller_sender(iam, registry)(
+                event("Create", {"GroupName": "JetsNew", "Users": "bob"}, stack=OTHER_STACK)
+            )
+
+    strict.before_write("GetGroup", other_stack_starts_creating)
+    response = stack.update({"GroupName": "JetsNew", "Users": "alice"})
+    assert not response.ok
+    assert "another resource is creating it" in response.reason
+    assert snapshot(iam, "JetsNew") is None
+    assert owner(registry, "JetsNew") == S2
+    assert snapshot(iam, "Jets") == before
+
+
+def test_a_rename_delivered_again_after_it_died_finishes_the_group_it_made(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    send = controller_sender(iam, registry)
+    props = {"Users": "alice,bob", "ManagedPolicyArns": world["p1"]}
+    assert send(event("Create", props)).ok
+    renamed = {**props, "GroupName": "JetsNew"}
+    rename = event("Update", renamed, "Jets", props)
+    strict.before_write("AddUserToGroup", crash)  # JetsNew made, its members not added yet
+    with pytest.raises(SystemExit):
+        send(rename)
+    made = snapshot(iam, "JetsNew")
+    assert made is not None
+    delete_by_hand(iam, "Jets")  # meanwhile, nothing is left to copy from
+    again = send(rename)  # Lambda's retry of the same request
+    assert again.ok, again.reason
+    assert (again.physical_id, again.data["GroupId"]) == ("JetsNew", made["id"])
+    group = snapshot(iam, "JetsNew")
+    assert group is not None
+    assert group["members"] == {"alice", "bob"}
+    assert group["attached"] == {world["p1"]}
+    assert send(event("Delete", renamed, "JetsNew")).ok
+    assert snapshot(iam, "JetsNew") is None
+
+
+def test_a_non_exclusive_rename_delivered_again_after_it_died_keeps_owning_what_it_granted(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    """As above, on a non-exclusive resource: the retry must own what its first invocation put
+    on the new group (the policy, the attachment), or the stack's Delete leaves them behind
+    with no owner, the policy granting deploy rights to whoever is added later."""
+    send = controller_sender(iam, registry)
+    props = {"Users": "alice,bob", "ManagedPolicyArns": world["p1"], "Exclusive": "false"}
+    assert send(event("Create", props)).ok
+    renamed = {**props, "GroupName": "JetsNew"}
+    rename = event("Update", renamed, "Jets", props)
+    strict.before_write("AddUserToGroup", crash)  # JetsNew made, its policies on it
+    with pytest.raises(SystemExit):
+        send(rename)
+    delete_by_hand(iam, "Jets")
+    assert send(rename).ok  # Lambda's retry of the same request
+    assert send(event("Delete", renamed, "JetsNew")).ok
+    assert snapshot(iam, "JetsNew") is None  # nothing foreign in it: deleted whole
+
+
+def test_a_rename_of_a_group_deleted_by_hand_makes_a_group_whose_delete_keeps_foreign_content(
+    iam: IAMClient, stack: Stack, world: dict[str, str]
+) -> None:
+    props = {"Users": "alice", "Exclusive": "false"}
+    assert stack.create(props).ok
+    delete_by_hand(iam, "Jets")
+    assert stack.update({**props, "GroupName": "JetsNew"}).ok  # made from the declaration
+    assert snapshot(iam, "JetsNew")["members"] == {"alice"}  # type: ignore[index]
+    iam.add_user_to_group(GroupName="JetsNew", UserName="dave")  # foreign: added by hand
+    assert stack.delete().ok
+    kept = snapshot(iam, "JetsNew")
+    assert kept is not None
+    assert kept["members"] == {"dave"}
+
+
+# -- CloudFormation's Delete after a Create that never answered -----------------------------------
+
+
+def test_the_delete_after_a_create_that_died_before_creating_releases_the_name(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    send = controller_sender(iam, registry)
+    props = {"Users": "alice"}
+    strict.before_write("CreateGroup", crash)  # after the write-ahead of its claim
+    with pytest.raises(SystemExit):
+        send(event("Create", props))
+    # CloudFormation fails the Create at ServiceTimeout and deletes it under an id of its own.
+    rollback = event("Delete", props, GENERATED)
+    planned = _plan(iam, registry, rollback)
+    assert (planned.action, planned.group, planned.plan) == ("none", "Jets", Plan())
+    assert "claim is released" in planned.note
+    assert send(rollback).ok
+    assert owner(registry) is None
+    other = Stack(controller_sender(iam, registry), stack=OTHER_STACK)
+    assert other.create({"Users": "bob"}).ok  # the name is free for anyone again
+    assert snapshot(iam, "Jets")["members"] == {"bob"}  # type: ignore[index]
+
+
+def test_the_delete_after_a_create_that_went_on_and_never_answered_removes_its_group(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    from jets_deploy_iam import continuation
+    from jets_deploy_iam.continuation import Budget, Continuing
+
+    budget = Budget(continuation.now(), 3600)
+    going_on = Continuing(lambda: budget, margin=10, arrange=lambda: None)
+    props = {"Users": "alice,bob"}
+    strict.fail_write(2, "ServiceFailure")  # IAM struggling after CreateGroup: go on later
+    first = Controller(iam, registry, continuing=going_on).handle(
+        parse_request(event("Create", props), _env())
+    )
+    assert first.status == "IN_PROGRESS"
+    strict.clear_faults()
+    made = snapshot(iam, "Jets")
+    assert made is not None
+    # No later invocation ever answered: CloudFormation deletes under an id of its own.
+    rollback = event("Delete", props, GENERATED)
+    planned = _plan(iam, registry, rollback)
+    assert (planned.action, planned.group) == ("delete", "Jets")
+    assert "delete group Jets" in _changes(planned)
+    assert planned.before is not None
+    assert planned.before.group_id == made["id"]
+    assert "died before answering" in planned.note
+    assert controller_sender(iam, registry)(rollback).ok
+    assert snapshot(iam, "Jets") is None
+    assert owner(registry) is None
+
+
+def test_plan_of_the_delete_after_a_dead_adoption_hands_the_group_back_as_found(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    handmade_group(iam, world)
+    found = snapshot(iam, "Jets")
+    send = controller_sender(iam, registry)
+    props = {"Users": "alice", "AdoptExistingGroup": "true"}  # Exclusive: bob and carol go
+    strict.before_write("AddUserToGroup", crash)  # after the removals, before alice is added
+    with pytest.raises(SystemExit):
+        send(event("Create", props))
+    half_way = snapshot(iam, "Jets")
+    assert half_way is not None
+    assert half_way != found
+    rollback = event("Delete", props, GENERATED)
+    planned = _plan(iam, registry, rollback)
+    assert (planned.action, planned.group) == ("restore", "Jets")
+    assert {"add user bob", "add user carol"} <= set(_changes(planned))
+    assert planned.before is not None
+    assert planned.before.members == half_way["members"]
+    assert planned.undo == registry.load(S1).record.last_update.undo  # type: ignore[union-attr]
+    assert "as it was found" in planned.note
+    assert snapshot(iam, "Jets") == half_way  # the plan changed nothing
+    assert send(rollback).ok
+    assert snapshot(iam, "Jets") == found
+
+
+def test_a_failed_hand_back_leaves_a_namesake_made_since_untouched_and_lets_go_of_the_name(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    handmade_group(iam, world)
+    props = {"Users": "alice", "AdoptExistingGroup": "true"}
+    strict.fail_write(3, "ServiceFailure")
+    strict.inject("AddUserToGroup", "ServiceFailure", times=1000)  # the hand-back fails too
+    failed = controller_sender(iam, registry)(event("Create", props))
+    assert not failed.ok
+    strict.clear_faults()
+    # Before the rollback Delete, someone replaces the group by hand (a new GroupId).
+    delete_by_hand(iam)
+    iam.create_group(GroupName="Jets")
+    iam.add_user_to_group(GroupName="Jets", UserName="dave")
+    namesake = snapshot(iam, "Jets")
+    rollback = event("Delete", props, failed.physical_id)
+    planned = _plan(iam, registry, rollback)
+    assert (planned.action, planned.group, planned.plan) == ("none", "Jets", Plan())
+    assert "not ours" in planned.note
+    assert controller_sender(iam, registry)(rollback).ok
+    assert snapshot(iam, "Jets") == namesake
+    assert owner(registry) is None
+
+
+# -- the rollback Update: exactly what the reversed Update found ----------------------------------
+
+
+def test_a_rollback_puts_back_what_the_update_found_even_where_it_had_drifted(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    send = controller_sender(iam, registry)
+    old = {"Users": "alice,bob"}
+    assert send(event("Create", old)).ok
+    iam.remove_user_from_group(GroupName="Jets", UserName="bob")  # drift, by hand
+    found = snapshot(iam, "Jets")
+    new = {"Users": "alice,bob,carol"}
+    assert send(event("Update", new, "Jets", old)).ok  # bob back, carol added
+    # Another resource fails the deploy: CloudFormation's rollback Update.
+    rollback = event("Update", old, "Jets", new)
+    planned = _plan(iam, registry, rollback)
+    assert (planned.action, planned.group) == ("rollback", "Jets")
+    assert sorted(_changes(planned)) == ["remove user bob", "remove user carol"]
+    assert planned.before is not None
+    assert planned.before.members == {"alice", "bob", "carol"}
+    assert send(rollback).ok
+    assert snapshot(iam, "Jets") == found
+    # continue-update-rollback may send the same rollback again: it changes nothing then
+    again = _plan(iam, registry, event("Update", old, "Jets", new))
+    assert (again.action, again.plan) == ("rollback", Plan())
+    assert "served already" in again.note
+
+
+def test_a_rollback_creates_a_group_deleted_meanwhile_with_all_it_declares(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    send = controller_sender(iam, registry)
+    old = {"Users": "alice,bob", "ManagedPolicyArns": world["p1"]}
+    assert send(event("Create", old)).ok
+    new = {"Users": "alice"}
+    assert send(event("Update", new, "Jets", old)).ok  # bob and p1 go
+    delete_by_hand(iam)
+    assert send(event("Update", old, "Jets", new)).ok  # the stack's rollback
+    group = snapshot(iam, "Jets")
+    assert group is not None
+    assert group["members"] == {"alice", "bob"}
+    assert group["attached"] == {world["p1"]}
+    assert set(group["policies"]) == {"JetsPolicy"}
+
+
+def test_a_rollback_leaves_a_namesake_made_since_untouched_and_never_takes_it(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    send = controller_sender(iam, registry)
+    old = {"Users": "alice"}
+    assert send(event("Create", old)).ok
+    new = {"Users": "alice,carol"}
+    assert send(event("Update", new, "Jets", old)).ok
+    delete_by_hand(iam)  # then someone makes a group of the same name
+    iam.create_group(GroupName="Jets")
+    for user in ("carol", "dave"):
+        iam.add_user_to_group(GroupName="Jets", UserName=user)
+    namesake = snapshot(iam, "Jets")
+    assert send(event("Update", old, "Jets", new)).ok  # the stack's rollback
+    assert snapshot(iam, "Jets") == namesake
+    assert send(event("Delete", old, "Jets")).ok  # the stack deleted later
+    assert snapshot(iam, "Jets") == namesake
+
+
+def test_the_rollback_of_an_update_that_recreated_a_deleted_group_leaves_it_deleted(
+    iam: IAMClient, stack: Stack, world: dict[str, str]
+) -> None:
+    assert stack.create({"Users": "alice"}).ok
+    delete_by_hand(iam)
+    assert stack.update({"Users": "alice,bob"}, stack_rolls_back=True).ok
+    assert snapshot(iam, "Jets") is None  # as the Update found it
+
+
+def test_a_rollback_that_overwrites_a_foreign_policy_gives_it_back_on_a_non_exclusive_delete(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    import json
+
+    from helpers import declared
+
+    send = controller_sender(iam, registry)
+    base = {"Users": "alice", "Exclusive": "false", "AdoptExistingGroup": "true"}
+    # Made by hand with the very policy the resource declares: adopting it writes no policy,
+    # so the policy is never the resource's own.
+    iam.create_group(GroupName="Jets")
+    document = json.dumps(declared(**base).policy_document)
+    iam.put_group_policy(GroupName="Jets", PolicyName="JetsPolicy", PolicyDocument=document)
+    assert send(event("Create", base)).ok
+    forward = {**base, "Users": "alice,bob"}
+    assert send(event("Update", forward, "Jets", base)).ok
+    iam.put_group_policy(
+        GroupName="Jets", PolicyName="JetsPolicy", PolicyDocument=json.dumps(HANDMADE)
+    )  # someone else's edit
+    assert send(event("Update", base, "Jets", forward)).ok  # the rollback puts its policy
+    later = {**base, "Users": "alice,carol"}
+    assert send(event("Update", later, "Jets", base)).ok
+    assert send(event("Delete", later, "Jets")).ok
+    kept = snapshot(iam, "Jets")
+    assert kept is not None
+    assert kept["members"] == frozenset()
+    assert kept["policies"] == {"JetsPolicy": policy.canonical(HANDMADE)}
+
+
+def test_a_revert_deploy_removes_a_member_the_drift_check_added_for_the_reverted_properties(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    from helpers import ENV
+
+    send = controller_sender(iam, registry)
+    old = {"Users": "alice", "Exclusive": "false"}
+    assert send(event("Create", old)).ok
+    iam.add_user_to_group(GroupName="Jets", UserName="bob")  # by hand: foreign
+    new = {**old, "Users": "alice,bob"}
+    assert send(event("Update", new, "Jets", old)).ok  # bob is there already: nothing to do
+    iam.remove_user_from_group(GroupName="Jets", UserName="bob")
+    assert Controller(iam, registry).check_drift(S1, ENV, correct=True).corrected == 1
+    # bob is now in the group because this resource put him there: deploying the old
+    # properties again (it looks like a rollback of the last Update) takes him out.
+    assert send(event("Update", old, "Jets", new)).ok
+    assert snapshot(iam, "Jets")["members"] == {"alice"}  # type: ignore[index]
+
+
+def test_plan_of_the_rollback_delete_of_a_create_that_made_no_group_does_nothing(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    props = {"Users": "ghost"}  # no such user: refused before any write
+    failed = controller_sender(iam, registry)(event("Create", props))
+    assert not failed.ok
+    planned = _plan(iam, registry, event("Delete", props, failed.physical_id))
+    assert (planned.action, planned.plan) == ("none", Plan())
+    assert "names no group" in planned.note
+
+
+def test_a_delete_delivered_again_after_it_died_having_deleted_the_group_answers_at_once(
+    iam: IAMClient, registry: DynamoDBRegistry, config: ReconcileConfig, sleeper: NoSleep,
+    world: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    send = controller_sender(iam, registry, config)
+    props = {"Users": "alice"}
+    assert send(event("Create", props)).ok
+    delete = event("Delete", props, "Jets")
+    write = registry._write
+    writes: list[object] = []
+
+    def dies_before_the_outcome(*args: Any) -> None:  # the write-ahead, then the outcome
+        writes.append(args)
+        if len(writes) == 2:
+            crash()
+        write(*args)
+
+    monkeypatch.setattr(registry, "_write", dies_before_the_outcome)
+    with pytest.raises(SystemExit):
+        send(delete)
+    monkeypatch.setattr(registry, "_write", write)
+    assert snapshot(iam, "Jets") is None
+    # Lambda's retry: the group is missing because this very request deleted it, not because
+    # IAM does not show it yet, so it does not wait for it to appear.
+    planned = Controller(iam, registry, config).preview(parse_request(delete, _env()))
+    assert (planned.action, planned.group, planned.plan) == ("none", "Jets", Plan())
+    assert "does not exist" in planned.note
+    assert send(delete).ok
+    assert sleeper.slept == []
+    assert owner(registry) is None
+
+
+def test_a_rollback_sent_again_after_the_group_was_replaced_by_hand_never_takes_the_namesake(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    """The rollback was served; the group is then deleted and remade by hand (dave in it), and
+    CloudFormation sends the same rollback again (continue-update-rollback). A rollback served
+    already changes nothing: it must not record the namesake as the resource's group either, or
+    the stack's Delete later deletes it, dave and all."""
+    send = controller_sender(iam, registry)
+    old = {"Users": "alice"}
+    assert send(event("Create", old)).ok
+    new = {"Users": "alice,carol"}
+    assert send(event("Update", new, "Jets", old)).ok
+    rollback = event("Update", old, "Jets", new)
+    assert send(rollback).ok
+    delete_by_hand(iam)
+    iam.create_group(GroupName="Jets")
+    iam.add_user_to_group(GroupName="Jets", UserName="dave")
+    namesake = snapshot(iam, "Jets")
+    again = {**rollback, "RequestId": "the-same-rollback-sent-again"}
+    assert send(again).ok
+    assert send(event("Delete", old, "Jets")).ok  # the stack deleted later
+    assert snapshot(iam, "Jets") == namesake

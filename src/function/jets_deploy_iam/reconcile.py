@@ -667,8 +667,10 @@ class Controller:
             raise GroupConflictError(f"GroupName {new}: another resource is creating it right now")
         takeover = foreign  # the claim of a group that no longer exists, or of a dead Create
         if source is None or entry is None:
-            plan = plan_reconcile(declared, target, Ownership())
-            claims = Ownership().claim(plan, target)
+            # (a retry that finds the group its first invocation made owns what it recorded)
+            owned = self.record.groups[new].ownership if continuing else Ownership()
+            plan = plan_reconcile(declared, target, owned)
+            claims = owned.claim(plan, target)
             pair = None
         else:
             content = copied_content(declared, source, entry.ownership)
@@ -692,10 +694,12 @@ class Controller:
         entry = self.record.groups.get(undo.group)
         if last.rolled_back:
             # Served already (its answer lost): restoring again would undo what happened since,
-            # e.g. a member added by hand that is foreign to a non-exclusive resource.
+            # e.g. a member added by hand that is foreign to a non-exclusive resource. Nor is
+            # the record touched: the group may have been replaced by hand since, and a record
+            # written now would take the namesake's GroupId for the resource's.
             owned = entry.ownership if entry is not None else Ownership()
             note = "this rollback was served already"
-            return Decision("rollback", undo.group, Plan(), None, owned, undo, entry, note=note)
+            return Decision("rollback", undo.group, Plan(), None, owned, undo, note=note)
         current = self._read(undo.group) if is_group_name(undo.group) else None
         foreign = current is not None and not self._owns(undo.group, current)
         if foreign:
