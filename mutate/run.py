@@ -19,6 +19,7 @@ number, which shifts whenever a function gains or loses a mutable node.
     python mutate/run.py --survivors      # also print each survivor's diff and its TOML key
     python mutate/run.py --reuse          # the table of the last run, with today's judgements
     python mutate/run.py --retest plan.py # the last run's survivors again, against today's tests
+    python mutate/run.py --resume reconcile.py  # run what a stopped run left (and what changed)
 """
 
 from __future__ import annotations
@@ -226,6 +227,17 @@ def refresh(workdir: Path) -> None:
     shutil.copytree(SOURCE, workdir / "src" / PACKAGE, ignore=ignore)
 
 
+def spent_seconds(workdir: Path) -> float:
+    """The time mutmut spent on a module, over every run, resumption and retest (0 if a run was
+    stopped before it could say)."""
+    seconds = workdir / "seconds"
+    return float(seconds.read_text()) if seconds.exists() else 0.0
+
+
+def record_seconds(workdir: Path, more: float) -> None:
+    (workdir / "seconds").write_text(f"{spent_seconds(workdir) + more:.1f}\n")
+
+
 def run_mutmut(workdir: Path, log: Path, children: int, mutants: Sequence[str] = ()) -> None:
     """mutmut's run (of ``mutants`` only, if named), its output kept in ``log`` (its progress
     line rewrites itself)."""
@@ -337,8 +349,9 @@ def load_equivalents(path: Path = EQUIVALENT) -> dict[str, Equivalent]:
 
 def row(outcome: Outcome, equivalents: dict[str, Equivalent]) -> list[str]:
     """module | mutants | killed | score | equivalent | of which text only | without equivalent |
-    no test | time."""
+    no test | not run | time. A mutant not run yet (a stopped run) counts as not killed."""
     untested = sum(1 for s in outcome.statuses.values() if s == "no tests")
+    not_run = sum(1 for s in outcome.statuses.values() if s == "not checked")
     judgements = [
         equivalents[k] for n in outcome.survivors() if (k := outcome.keys[n]) in equivalents
     ]
@@ -356,6 +369,7 @@ def row(outcome: Outcome, equivalents: dict[str, Equivalent]) -> list[str]:
         str(text_only),
         f"{without:.1f}%",
         str(untested),
+        str(not_run),
         f"{outcome.seconds:.0f} s",
     ]
 
@@ -371,6 +385,7 @@ def table(outcomes: Sequence[Outcome], equivalents: dict[str, Equivalent]) -> st
         "of which text only",
         "without equivalent mutants",
         "reached by no test",
+        "not run yet",
         "time",
     ]
     rows = [head, ["---"] * len(head)] + [row(o, equivalents) for o in outcomes]
@@ -417,10 +432,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--survivors", action="store_true", help="print each survivor's diff")
     parser.add_argument("--reuse", action="store_true", help="report an earlier run, run nothing")
     parser.add_argument("--all", action="store_true", help="also the modules run only by name")
-    parser.add_argument(
+    rerun = parser.add_mutually_exclusive_group()
+    rerun.add_argument(
         "--retest",
         action="store_true",
         help="test the last run's survivors (not judged equivalent) again against today's tests",
+    )
+    rerun.add_argument(
+        "--resume",
+        action="store_true",
+        help="run the mutants an earlier run left (stopped) or that changed since, today's tests",
     )
     parser.add_argument("--children", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args(argv)
@@ -430,24 +451,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     for module in select(args.modules, args.all):
         workdir = WORK / module.slug
         begun = time.monotonic()
-        if args.retest:
+        if args.retest or args.resume:
             refresh(workdir)
-            # first what is new or changed (mutants never run), then the survivors of before
-            run_mutmut(workdir, workdir / "retest-new.log", args.children)
-            earlier = read_outcome(module, workdir)
-            again = [n for n in earlier.survivors() if earlier.keys[n] not in equivalents]
-            print(f"testing {len(again)} survivors of {module.path} again", flush=True)
-            if again:
-                run_mutmut(workdir, workdir / "retest.log", args.children, again)
-            spent = float((workdir / "seconds").read_text()) + time.monotonic() - begun
-            (workdir / "seconds").write_text(f"{spent:.1f}\n")
+            if args.resume:
+                run_mutmut(workdir, workdir / "resume.log", args.children)
+            else:
+                earlier = read_outcome(module, workdir)
+                again = [
+                    n
+                    for n in earlier.survivors()
+                    if earlier.statuses[n] != "not checked" and earlier.keys[n] not in equivalents
+                ]
+                print(f"testing {len(again)} survivors of {module.path} again", flush=True)
+                if again:
+                    run_mutmut(workdir, workdir / "retest.log", args.children, again)
+            record_seconds(workdir, time.monotonic() - begun)
         elif not args.reuse:
             print(f"mutating {module.path} against {' '.join(module.tests)}", flush=True)
             prepare(module, workdir)
+            (workdir / "seconds").unlink(missing_ok=True)
             run_mutmut(workdir, workdir / "mutmut.log", args.children)
-            (workdir / "seconds").write_text(f"{time.monotonic() - begun:.1f}\n")
+            record_seconds(workdir, time.monotonic() - begun)
         outcome = read_outcome(module, workdir)
-        outcome.seconds = float((workdir / "seconds").read_text())
+        outcome.seconds = spent_seconds(workdir)
         outcomes.append(outcome)
         print(table([outcome], equivalents).splitlines()[-1], flush=True)
         if args.survivors:

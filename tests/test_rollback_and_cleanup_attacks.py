@@ -23,6 +23,7 @@ from helpers import (
     Stack,
     controller_sender,
     crash,
+    delete_by_hand,
     event,
     owner,
     s2_lost_its_group_to_s1,
@@ -317,3 +318,132 @@ def test_a_renames_rollback_delete_sent_again_keeps_the_old_group_under_the_drif
     drift = Controller(iam, registry).check_drift(S1, ENV)
     assert drift.group == "Jets", drift.note
     assert snapshot(iam, "Jets") == deployed
+
+
+# == mutation tests: rollbacks served from the undo record, and what a Delete leaves ==============
+
+NEW_TOKEN = "arn:aws:lambda:us-east-1:123456789012:function:jets-deploy-iam-v2"
+
+
+def _remade_with_dave(iam: IAMClient) -> dict[str, Any] | None:
+    """Someone deletes the group by hand and makes a namesake (another GroupId) holding dave."""
+    delete_by_hand(iam)
+    iam.create_group(GroupName="Jets")
+    iam.add_user_to_group(GroupName="Jets", UserName="dave")
+    return snapshot(iam, "Jets")
+
+
+def test_a_rollback_that_finds_a_namesake_leaves_it_alone_and_never_makes_it_the_resources(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    """An Update removes bob; before CloudFormation's rollback Update arrives, someone replaces
+    the group with a namesake. The rollback restores nothing onto it, and the stack's Delete
+    leaves it alone: it was never this resource's group."""
+    send = controller_sender(iam, registry)
+    old, new = {"Users": "alice,bob"}, {"Users": "alice"}
+    assert Stack(send).create(old).ok
+    assert send(event("Update", new, "Jets", old)).ok
+    namesake = _remade_with_dave(iam)
+    back = send(event("Update", old, "Jets", new))
+    assert back.ok, back.reason
+    assert snapshot(iam, "Jets") == namesake
+    assert send(event("Delete", old, "Jets")).ok
+    assert snapshot(iam, "Jets") == namesake
+
+
+def test_a_rollback_leaves_out_a_declared_member_the_update_put_back_after_a_hand_removal(
+    iam: IAMClient, stack: Stack, world: dict[str, str]
+) -> None:
+    """bob, declared, was removed by hand; the next Update (adding carol) puts him back too; the
+    stack rolls back. Rollbacks restore exactly what the reversed Update touched: bob is out
+    again, as that Update found him (putting him back is the drift check's job, not the
+    rollback's)."""
+    assert stack.create({"Users": "alice,bob"}).ok
+    iam.remove_user_from_group(GroupName="Jets", UserName="bob")
+    before = snapshot(iam, "Jets")
+    assert stack.update({"Users": "alice,bob,carol"}, stack_rolls_back=True).ok
+    assert snapshot(iam, "Jets") == before
+
+
+def test_a_rollback_makes_a_group_deleted_by_hand_again_with_the_members_the_update_removed(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    """An Update removes bob; the group is then deleted by hand; CloudFormation's rollback
+    Update makes it again with everything the restored properties declare, bob included."""
+    send = controller_sender(iam, registry)
+    old, new = {"Users": "alice,bob"}, {"Users": "alice"}
+    assert Stack(send).create(old).ok
+    assert send(event("Update", new, "Jets", old)).ok
+    delete_by_hand(iam)
+    back = send(event("Update", old, "Jets", new))
+    assert back.ok, back.reason
+    group = snapshot(iam, "Jets")
+    assert group is not None
+    assert group["members"] == {"alice", "bob"}
+
+
+def test_the_rollback_of_an_update_refused_for_an_empty_physical_id_succeeds_without_writing(
+    iam: IAMClient, strict: StrictIam, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    """An Update arrives with an empty PhysicalResourceId: it names no group and is refused.
+    CloudFormation's rollback Update (same id, properties swapped) must succeed and write
+    nothing: there is no group to read, let alone restore."""
+    send = controller_sender(iam, registry)
+    old, new = {"Users": "alice"}, {"Users": "alice,bob"}
+    assert not send(event("Update", new, "", old)).ok
+    back = send(event("Update", old, "", new))
+    assert back.ok, back.reason
+    assert strict.writes == []
+
+
+def test_a_non_exclusive_delete_that_keeps_the_group_leaves_it_to_its_foreign_members(
+    iam: IAMClient, registry: DynamoDBRegistry, stack: Stack, world: dict[str, str]
+) -> None:
+    """Deleting a non-exclusive resource keeps a group with foreign content (dave): the resource
+    is gone, so its drift check, even in correct mode, no longer puts its members back."""
+    assert stack.create({"Users": "alice", "Exclusive": "false", "DriftAction": "correct"}).ok
+    iam.add_user_to_group(GroupName="Jets", UserName="dave")
+    assert stack.delete().ok
+    assert snapshot(iam, "Jets") is not None
+    Controller(iam, registry).check_drift(S1, ENV)
+    group = snapshot(iam, "Jets")
+    assert group is not None
+    assert group["members"] == {"dave"}
+
+
+def test_a_legacy_delete_that_keeps_the_group_finishes_when_delivered_again_after_a_crash(
+    iam: IAMClient, strict: StrictIam, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    """A non-exclusive group the previous version made (no record) holds alice, bob and dave
+    (foreign). Its Delete writes its record ahead and dies before its first IAM write; the
+    Delete delivered again must still know alice and bob as the resource's (the legacy rule
+    needs an empty registry) and remove them, keeping dave's group."""
+    iam.create_group(GroupName="Jets")
+    for user in ("alice", "bob", "dave"):
+        iam.add_user_to_group(GroupName="Jets", UserName=user)
+    props = {"Users": "alice,bob", "Exclusive": "false"}
+    send = controller_sender(iam, registry)
+    strict.before_write("RemoveUserFromGroup", crash)
+    with pytest.raises(SystemExit):
+        send(event("Delete", props, "Jets"))
+    again = send(event("Delete", props, "Jets"))
+    assert again.ok, again.reason
+    group = snapshot(iam, "Jets")
+    assert group is not None
+    assert group["members"] == {"dave"}
+
+
+def test_an_update_changing_only_the_service_token_leaves_an_adopted_group_only_adopted(
+    iam: IAMClient, stack: Stack, world: dict[str, str]
+) -> None:
+    """The ServiceToken names the function, not the group: an Update that changes nothing else
+    (the function moved to another ARN) declares what was applied, so the adopted group is
+    still only adopted and deleting the stack gives it back as it was found."""
+    iam.create_group(GroupName="Jets")
+    iam.add_user_to_group(GroupName="Jets", UserName="bob")
+    before = snapshot(iam, "Jets")
+    adopt = {"Users": "alice", "AdoptExistingGroup": "true"}
+    assert stack.create(adopt).ok
+    assert stack.update({**adopt, "ServiceToken": NEW_TOKEN}).ok
+    assert stack.delete().ok
+    assert snapshot(iam, "Jets") == before
