@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from helpers import (
+    ENV,
     GENERATED,
     OTHER_STACK,
     S1,
@@ -758,6 +759,29 @@ def test_a_non_exclusive_rename_delivered_again_after_it_died_keeps_owning_what_
     assert snapshot(iam, "JetsNew") is None  # nothing foreign in it: deleted whole
 
 
+def test_a_rename_of_a_group_deleted_by_hand_delivered_again_after_it_died_finishes(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    """The old group was gone before the rename began (nothing to copy, no pair recorded): the
+    retry must still take the group its first invocation made for its own, not refuse it as
+    someone else's (CloudFormation's rollback would then delete it)."""
+    send = controller_sender(iam, registry)
+    props = {"Users": "alice,bob"}
+    assert send(event("Create", props)).ok
+    delete_by_hand(iam, "Jets")
+    renamed = {**props, "GroupName": "JetsNew"}
+    rename = event("Update", renamed, "Jets", props)
+    strict.before_write("AddUserToGroup", crash)  # JetsNew made, its members not added yet
+    with pytest.raises(SystemExit):
+        send(rename)
+    made = snapshot(iam, "JetsNew")
+    assert made is not None
+    again = send(rename)  # Lambda's retry of the same request
+    assert again.ok, again.reason
+    assert (again.physical_id, again.data["GroupId"]) == ("JetsNew", made["id"])
+    assert snapshot(iam, "JetsNew")["members"] == {"alice", "bob"}  # type: ignore[index]
+
+
 def test_a_rename_of_a_group_deleted_by_hand_makes_a_group_whose_delete_keeps_foreign_content(
     iam: IAMClient, stack: Stack, world: dict[str, str]
 ) -> None:
@@ -1063,3 +1087,25 @@ def test_a_rollback_sent_again_after_the_group_was_replaced_by_hand_never_takes_
     assert send(again).ok
     assert send(event("Delete", old, "Jets")).ok  # the stack deleted later
     assert snapshot(iam, "Jets") == namesake
+
+
+def test_a_rollback_sent_again_after_the_drift_check_made_the_group_again_keeps_it_owned(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    """The Update made a group deleted by hand again; its rollback deleted it; the drift check
+    (correcting) made it again. The same rollback sent again changes nothing, the record
+    included: the group stays the resource's, and the stack's Delete removes it."""
+    send = controller_sender(iam, registry)
+    old = {"Users": "alice", "DriftAction": "correct"}
+    assert send(event("Create", old)).ok
+    delete_by_hand(iam)
+    new = {**old, "Users": "alice,carol"}
+    assert send(event("Update", new, "Jets", old)).ok  # makes it again
+    rollback = event("Update", old, "Jets", new)
+    assert send(rollback).ok
+    assert snapshot(iam, "Jets") is None  # as the Update found it
+    assert Controller(iam, registry).check_drift(S1, ENV).corrected > 0  # made again
+    again = {**rollback, "RequestId": "the-same-rollback-sent-again"}
+    assert send(again).ok
+    assert send(event("Delete", old, "Jets")).ok
+    assert snapshot(iam, "Jets") is None

@@ -350,6 +350,13 @@ class Controller:
         note = note if leftovers else ""
         entry = record.groups[name]
         declared = replace(parse_properties(entry.properties, env), policy_document=entry.document)
+        if declared.group_name != name:
+            # A group taken over by a rename that was rolled back (or failed): the declaration
+            # recorded for it is the rename's, which the stack never kept. Enforcing it would
+            # grant what a rolled-back deploy declared; the next deploy decides.
+            other = declared.group_name
+            note = f"the declaration recorded for this group is one for {other}: left alone"
+            return Drift(key, name, declared, Decision("none", name), note=note)
         actual = self._read(name)
         if actual is not None and not self._owns(name, actual):
             note = "the group was replaced or taken over outside this resource: left alone"
@@ -655,10 +662,15 @@ class Controller:
             )
         existing = self._read(new)
         claim = _required(self._stored).claim(new)
+        # The group this rename made in an earlier invocation (delivered again, or going on):
+        # paired with the old one, or, if there was no old group to copy, this request's own.
         continuing = (
             existing is not None
             and self._owns(new, existing)
-            and (self.record.groups[new].pair == physical)
+            and (
+                self.record.groups[new].pair == physical
+                or self.record.in_progress == request.request_id
+            )
         )
         # Anything else already named ``new`` fails the pre-flight, which names it.
         target = existing if continuing else None
@@ -694,12 +706,10 @@ class Controller:
         entry = self.record.groups.get(undo.group)
         if last.rolled_back:
             # Served already (its answer lost): restoring again would undo what happened since,
-            # e.g. a member added by hand that is foreign to a non-exclusive resource. Nor is
-            # the record touched: the group may have been replaced by hand since, and a record
-            # written now would take the namesake's GroupId for the resource's.
+            # e.g. a member added by hand that is foreign to a non-exclusive resource.
             owned = entry.ownership if entry is not None else Ownership()
             note = "this rollback was served already"
-            return Decision("rollback", undo.group, Plan(), None, owned, undo, note=note)
+            return Decision("rollback", undo.group, Plan(), None, owned, undo, entry, note=note)
         current = self._read(undo.group) if is_group_name(undo.group) else None
         foreign = current is not None and not self._owns(undo.group, current)
         if foreign:
@@ -838,9 +848,15 @@ class Controller:
         physical = str(request.physical_id)
         info = self._info_of(physical)
         response = Response("SUCCESS", physical, data=info.as_data() if info else {})
-        reversed_id = _required(self.record.last_update).request_id
+        reversed_update = _required(self.record.last_update)
+        reversed_id = reversed_update.request_id
 
         def edit(r: ResourceRecord) -> ResourceRecord:
+            if reversed_update.rolled_back:
+                # Sent again: the record stays as the first serving and what came since left it
+                # (a group replaced by hand since is not the resource's; one the drift check
+                # made again since is).
+                return replace(r, current=physical)
             if undo.created and undo.group != physical:
                 r = r.without_group(undo.group)
             elif decision.gives_claim_back:
@@ -1457,13 +1473,9 @@ def _previous_owner(claim: Claim | None, request: Request) -> PreviousOwner | No
 
 
 def _taken_over(group: ActualGroup, request: Request, declared: DeclaredGroup) -> GroupRecord:
-    """An existing group an Update takes over (AdoptExistingGroup): it owns nothing yet. Its
-    declaration is the request's as it applies to this group, under its own name and path: a
-    rename that takes the group over leaves this record behind for the old group (the drift
-    check enforces it there, in place, if the stack rolls the rename back)."""
-    own = {**request.properties, "GroupName": group.name, "GroupPath": group.path}
+    """An existing group an Update takes over (AdoptExistingGroup): it owns nothing yet."""
     return GroupRecord(
-        group.name, group.group_id, own, declared.policy_document, declared.exclusive
+        group.name, group.group_id, request.properties, declared.policy_document, declared.exclusive
     )
 
 
