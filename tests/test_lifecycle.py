@@ -671,6 +671,18 @@ def test_a_rename_onto_a_name_whose_group_was_deleted_by_hand_takes_its_stale_cl
     assert snapshot(iam, "JetsNew") is None
 
 
+def _other_stack_dies_creating_jets_new(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam
+) -> None:
+    """The other stack's Create writes its claim on JetsNew ahead, then dies before CreateGroup:
+    the claim is pending, its request never answered."""
+    strict.before_write("CreateGroup", crash)
+    with pytest.raises(SystemExit):
+        controller_sender(iam, registry)(
+            event("Create", {"GroupName": "JetsNew", "Users": "bob"}, stack=OTHER_STACK)
+        )
+
+
 def test_a_rename_onto_a_name_another_stack_is_creating_is_refused(
     iam: IAMClient, registry: DynamoDBRegistry, stack: Stack, strict: StrictIam,
     world: dict[str, str],
@@ -678,11 +690,7 @@ def test_a_rename_onto_a_name_another_stack_is_creating_is_refused(
     assert stack.create({"Users": "alice"}).ok
     before = snapshot(iam, "Jets")
     # The other stack's Create has written its claim ahead and is about to create the group.
-    strict.before_write("CreateGroup", crash)
-    with pytest.raises(SystemExit):
-        controller_sender(iam, registry)(
-            event("Create", {"GroupName": "JetsNew", "Users": "bob"}, stack=OTHER_STACK)
-        )
+    _other_stack_dies_creating_jets_new(iam, registry, strict)
     response = stack.update({"GroupName": "JetsNew", "Users": "alice"})
     assert not response.ok
     assert "another resource is creating it" in response.reason
@@ -699,11 +707,7 @@ def test_a_rename_is_refused_when_another_stack_starts_creating_the_name_while_i
     before = snapshot(iam, "Jets")
 
     def other_stack_starts_creating() -> None:  # after the rename read the registry
-        strict.before_write("CreateGroup", crash)
-        with pytest.raises(SystemExit):
-            controller_sender(iam, registry)(
-                event("Create", {"GroupName": "JetsNew", "Users": "bob"}, stack=OTHER_STACK)
-            )
+        _other_stack_dies_creating_jets_new(iam, registry, strict)
 
     strict.before_write("GetGroup", other_stack_starts_creating)
     response = stack.update({"GroupName": "JetsNew", "Users": "alice"})

@@ -862,15 +862,7 @@ def test_held_in_place_policy_name_change_onto_a_foreign_policy_rollback_then_de
 
 def _remade_by_hand(iam: IAMClient, name: str = "Jets") -> None:
     """Someone deletes the group (emptying it first) and makes an empty one of the same name."""
-    group = snapshot(iam, name)
-    assert group is not None
-    for policy_name in group["policies"]:
-        iam.delete_group_policy(GroupName=name, PolicyName=policy_name)
-    for arn in group["attached"]:
-        iam.detach_group_policy(GroupName=name, PolicyArn=arn)
-    for user in group["members"]:
-        iam.remove_user_from_group(GroupName=name, UserName=user)
-    iam.delete_group(GroupName=name)
+    delete_by_hand(iam, name)
     iam.create_group(GroupName=name)
 
 
@@ -1029,13 +1021,11 @@ def test_a_rename_that_failed_and_was_undone_can_be_deployed_again(
     assert snapshot(iam, "Jets") is None
 
 
-def test_a_failed_update_rolled_back_then_deployed_again_is_still_rolled_back_exactly(
-    iam: IAMClient, stack: Stack, strict: StrictIam, world: dict[str, str]
-) -> None:
-    """A (Exclusive false, adopted hand-made group) -> B (Exclusive true, a managed policy) fails
-    at its last write and undoes itself; the stack rolls back. Fixed, B is deployed again, and
-    this time another resource fails the deploy: the rollback of that B must put the foreign
-    content back, as the rollback of any Update does."""
+def _adopted_then_made_exclusive(
+    iam: IAMClient, stack: Stack, world: dict[str, str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A: Exclusive false, adopting a hand-made group (dave, an inline policy); B: the same made
+    exclusive, with a managed policy (removing dave and the hand-made policy)."""
     iam.create_group(GroupName="Jets")
     iam.add_user_to_group(GroupName="Jets", UserName="dave")
     iam.put_group_policy(
@@ -1043,8 +1033,18 @@ def test_a_failed_update_rolled_back_then_deployed_again_is_still_rolled_back_ex
     )
     a = {"Users": "alice", "Exclusive": "false", "AdoptExistingGroup": "true"}
     assert stack.create(a).ok
+    return a, {**a, "Exclusive": "true", "ManagedPolicyArns": world["p1"]}
+
+
+def test_a_failed_update_rolled_back_then_deployed_again_is_still_rolled_back_exactly(
+    iam: IAMClient, stack: Stack, strict: StrictIam, world: dict[str, str]
+) -> None:
+    """A (Exclusive false, adopted hand-made group) -> B (Exclusive true, a managed policy) fails
+    at its last write and undoes itself; the stack rolls back. Fixed, B is deployed again, and
+    this time another resource fails the deploy: the rollback of that B must put the foreign
+    content back, as the rollback of any Update does."""
+    _, b = _adopted_then_made_exclusive(iam, stack, world)
     before = snapshot(iam, "Jets")
-    b = {**a, "Exclusive": "true", "ManagedPolicyArns": world["p1"]}
     strict.inject("AttachGroupPolicy", "ServiceFailure", times=10_000)
     failed = stack.update(b)  # dave and Handmade removed, p1 refused: undone; then rolled back
     assert not failed.ok
@@ -1061,15 +1061,8 @@ def test_a_rollback_that_failed_but_put_everything_back_is_continued_as_the_roll
     succeeds; another resource fails, and B's rollback Update fails once half way, then puts the
     rest back all the same. ContinueUpdateRollback re-sends it; later B is deployed again and
     rolled back again: that rollback still puts the foreign content back."""
-    iam.create_group(GroupName="Jets")
-    iam.add_user_to_group(GroupName="Jets", UserName="dave")
-    iam.put_group_policy(
-        GroupName="Jets", PolicyName="Handmade", PolicyDocument=json.dumps(HANDMADE)
-    )
-    a = {"Users": "alice", "Exclusive": "false", "AdoptExistingGroup": "true"}
-    assert stack.create(a).ok
+    a, b = _adopted_then_made_exclusive(iam, stack, world)
     before = snapshot(iam, "Jets")
-    b = {**a, "Exclusive": "true", "ManagedPolicyArns": world["p1"]}
     send, physical = stack.send, stack.physical_id
     assert send(event("Update", b, physical, a)).ok
     strict.inject("PutGroupPolicy", "MalformedPolicyDocument")  # once, not retried
