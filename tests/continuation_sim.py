@@ -197,3 +197,17 @@ class Cloud:
             assert len(self.invocations) < most, "still not answered"
             answered = self.fire(rule)
         return self.receiver.take(request_id, 1)
+
+
+class RefusingTargets:
+    """EventBridge refusing the rule's target (e.g. a role without events:PutTargets)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def put_targets(self, **_kwargs: Any) -> Any:
+        error = {"Error": {"Code": "AccessDeniedException", "Message": "not authorized"}}
+        raise ClientError(error, "PutTargets")  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)

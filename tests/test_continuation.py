@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
 
-from continuation_sim import FUNCTION, PREFIX, Cloud
+from continuation_sim import FUNCTION, PREFIX, Cloud, RefusingTargets
 from helpers import ENV, STACK, event, make_users, snapshot
 from jets_deploy_iam import continuation, handler
 from jets_deploy_iam.continuation import Budget, Continuing, service_timeout, stopped_by_deadline
@@ -413,20 +412,6 @@ def test_a_continued_invocation_stops_when_another_request_supersedes_it(
     assert record().continuation.holder is None  # the lease is released for the Delete
     assert cloud.rules() == []  # its rule is gone: CloudFormation gave up on it
     assert cloud.receiver.pending == 0
-
-
-class RefusingTargets:
-    """EventBridge refusing the rule's target (e.g. a role without events:PutTargets)."""
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-
-    def put_targets(self, **_kwargs: Any) -> Any:
-        error = {"Error": {"Code": "AccessDeniedException", "Message": "not authorized"}}
-        raise ClientError(error, "PutTargets")  # type: ignore[arg-type]
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
 
 
 def test_when_the_next_invocation_cannot_be_arranged_the_update_fails_now_and_is_undone(

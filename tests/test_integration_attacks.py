@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
 
-from continuation_sim import PREFIX, Cloud
+from continuation_sim import PREFIX, Cloud, RefusingTargets
 from helpers import (
     ENV,
     OTHER_STACK,
@@ -668,20 +667,6 @@ def test_work_left_when_the_service_timeout_nears_fails_saying_how_much_is_left(
     to_do, planned = int(left[1]), int(left[2])
     assert 0 < to_do < planned <= 195  # the last invocation's plan, less what it applied
     assert cloud.rules() == []
-
-
-class RefusingTargets:
-    """EventBridge refusing the rule's target (a role without events:PutTargets)."""
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-
-    def put_targets(self, **_kwargs: Any) -> Any:
-        error = {"Error": {"Code": "AccessDeniedException", "Message": "not authorized"}}
-        raise ClientError(error, "PutTargets")  # type: ignore[arg-type]
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
 
 
 def test_when_no_next_invocation_can_be_arranged_the_request_fails_saying_why(

@@ -683,6 +683,18 @@ def _other_stack_dies_creating_jets_new(
         )
 
 
+def _rename_to_jets_new_is_refused(
+    iam: IAMClient, registry: DynamoDBRegistry, stack: Stack, before: Any
+) -> None:
+    """The rename is refused, says why, and leaves both names as they were."""
+    response = stack.update({"GroupName": "JetsNew", "Users": "alice"})
+    assert not response.ok
+    assert "another resource is creating it" in response.reason
+    assert snapshot(iam, "JetsNew") is None
+    assert owner(registry, "JetsNew") == S2
+    assert snapshot(iam, "Jets") == before
+
+
 def test_a_rename_onto_a_name_another_stack_is_creating_is_refused(
     iam: IAMClient, registry: DynamoDBRegistry, stack: Stack, strict: StrictIam,
     world: dict[str, str],
@@ -691,12 +703,7 @@ def test_a_rename_onto_a_name_another_stack_is_creating_is_refused(
     before = snapshot(iam, "Jets")
     # The other stack's Create has written its claim ahead and is about to create the group.
     _other_stack_dies_creating_jets_new(iam, registry, strict)
-    response = stack.update({"GroupName": "JetsNew", "Users": "alice"})
-    assert not response.ok
-    assert "another resource is creating it" in response.reason
-    assert snapshot(iam, "JetsNew") is None
-    assert owner(registry, "JetsNew") == S2
-    assert snapshot(iam, "Jets") == before
+    _rename_to_jets_new_is_refused(iam, registry, stack, before)
 
 
 def test_a_rename_is_refused_when_another_stack_starts_creating_the_name_while_it_decides(
@@ -710,12 +717,7 @@ def test_a_rename_is_refused_when_another_stack_starts_creating_the_name_while_i
         _other_stack_dies_creating_jets_new(iam, registry, strict)
 
     strict.before_write("GetGroup", other_stack_starts_creating)
-    response = stack.update({"GroupName": "JetsNew", "Users": "alice"})
-    assert not response.ok
-    assert "another resource is creating it" in response.reason
-    assert snapshot(iam, "JetsNew") is None
-    assert owner(registry, "JetsNew") == S2
-    assert snapshot(iam, "Jets") == before
+    _rename_to_jets_new_is_refused(iam, registry, stack, before)
 
 
 def test_a_rename_delivered_again_after_it_died_finishes_the_group_it_made(
