@@ -111,6 +111,7 @@ def full_record() -> ResourceRecord:
             lease_until=200.5,
             cancelled_by="r4",
         ),
+        legacy=True,
     )
 
 
@@ -151,7 +152,7 @@ def test_an_older_record_without_the_newer_fields_reads_with_safe_defaults() -> 
     assert record.answers == (("r1", Response("SUCCESS", "Jets")),)
     assert record.continuation == Continuation(request_id="r2", kind="Create", group="Jets")
     assert record.continuation.event == {}
-    assert (record.in_progress, record.held_until) == (None, None)
+    assert (record.in_progress, record.held_until, record.legacy) == (None, None, False)
 
 
 # -- is this our group? -------------------------------------------------------------------------
@@ -301,3 +302,11 @@ def test_a_group_is_added_or_replaced_by_name() -> None:
     record = record.with_group(first).with_group(confirmed)
     assert record.groups == {"Jets": confirmed}
     assert not record.deleted
+
+
+def test_recording_a_group_ends_the_legacy_rule() -> None:
+    """A resource the previous version made is legacy only until this version records its
+    group: from then on the registry, not the physical id, says what it owns."""
+    refused_so_far = ResourceRecord(key=KEY, legacy=True)
+    group = GroupRecord(name="Jets", group_id="AGPA", properties={}, document={})
+    assert not refused_so_far.with_group(group).legacy

@@ -242,7 +242,7 @@ class Controller:
             except Exception as error:
                 _log_failure(error)
                 response = Response.failed(self.physical_id, error)
-                self._commit(request, response, _unchanged)
+                self._commit(request, response, self._refusal(request))
                 return response
         busy = CorrectionUnderWayError(
             "the scheduled drift check kept correcting this resource's group: deploy again"
@@ -771,7 +771,8 @@ class Controller:
             )  # fmt: skip
             _log_failure(error)
             response = Response.failed(physical, error)
-            self._commit(request, response, lambda r: replace(r, last_update=nothing))
+            refusal = self._refusal(request)
+            self._commit(request, response, lambda r: replace(refusal(r), last_update=nothing))
             return response
         forward = self._forward(request, decision)
         if decision.plan or decision.takeovers or decision.gives_claim_back:
@@ -1095,10 +1096,23 @@ class Controller:
         return entry is not None and entry.matches(group) and stored.owns(name, group.group_id)
 
     def _legacy(self, name: str) -> bool:
-        """No record at all, and nobody claims the group: the resource was created by a version
-        before the registry existed."""
+        """No record (or one of refusals only: ``ResourceRecord.legacy``), and nobody claims the
+        group: the resource was created by a version before the registry existed."""
         stored = _required(self._stored)
-        return stored.version == 0 and stored.claim(name) is None
+        return (stored.version == 0 or stored.record.legacy) and stored.claim(name) is None
+
+    def _refusal(self, request: Request) -> Edit:
+        """What a request that failed records besides its answer. A resource the previous
+        version created stays one (``ResourceRecord.legacy``): otherwise its refused first
+        Update would end the legacy rule, and its next Update be refused and its Delete leave
+        the group with its members' deploy rights, owned by nobody."""
+        stored = self._stored
+        legacy = (
+            request.kind != "Create"
+            and stored is not None
+            and (stored.version == 0 or stored.record.legacy)
+        )
+        return lambda r: replace(r, legacy=legacy and not r.groups)
 
     def _read(self, name: str, deadline: Deadline | None = None) -> ActualGroup | None:
         deadline = deadline or self.deadline
@@ -1330,6 +1344,9 @@ def _deleting(record: ResourceRecord, decision: Decision) -> ResourceRecord:
 def _after_delete(
     record: ResourceRecord, decision: Decision, result: ApplyResult
 ) -> ResourceRecord:
+    # The Delete is served: the resource is gone, and the legacy rule with it (an unclaimed
+    # namesake made since is not the previous version's group).
+    record = replace(record, legacy=False)
     if decision.action == "restore":  # an adopted group is handed back: not ours any more
         last = record.last_update
         handed = last is not None and last.undo.group == decision.group

@@ -164,6 +164,10 @@ class ResourceRecord:
     held_until: float | None = None
     #: the request whose work goes on in later invocations
     continuation: Continuation | None = None
+    #: created by the version before the registry, and only refused since: the legacy rule
+    #: (the resource owns the unclaimed group its physical id names) still applies. A refusal
+    #: changes nothing, whose group it is included; recording a group ends the rule.
+    legacy: bool = False
 
     def answer_for(self, request_id: str) -> Response | None:
         return next((r for rid, r in self.answers if rid == request_id), None)
@@ -197,7 +201,7 @@ class ResourceRecord:
         return not self.in_progress.startswith(CORRECTION_PREFIX) or self.held(now)
 
     def with_group(self, group: GroupRecord) -> ResourceRecord:
-        return replace(self, groups={**self.groups, group.name: group})
+        return replace(self, groups={**self.groups, group.name: group}, legacy=False)
 
     def without_group(self, name: str) -> ResourceRecord:
         groups = {n: g for n, g in self.groups.items() if n != name}
@@ -335,6 +339,7 @@ def record_json(r: ResourceRecord) -> dict[str, Any]:
         "in_progress": r.in_progress,
         "held_until": r.held_until,
         "continuation": continuation_json(r.continuation) if r.continuation else None,
+        "legacy": r.legacy,
     }
 
 
@@ -381,6 +386,7 @@ def record_of(key: ResourceKey, data: Mapping[str, Any]) -> ResourceRecord:
         in_progress=data.get("in_progress"),
         held_until=data.get("held_until"),
         continuation=continuation_of(data["continuation"]) if data.get("continuation") else None,
+        legacy=bool(data.get("legacy", False)),
     )
 
 
