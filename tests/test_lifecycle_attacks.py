@@ -509,6 +509,209 @@ def test_legacy_non_exclusive_delete_with_unparseable_properties_keeps_foreign_c
     assert "dave" in kept["members"]
 
 
+# == a legacy resource whose first request after the upgrade is refused ==========================
+
+
+def legacy_group(iam: IAMClient) -> None:
+    """What the previous version made for stack S1 (no registry record): alice, JetsPolicy."""
+    iam.create_group(GroupName="Jets")
+    iam.add_user_to_group(GroupName="Jets", UserName="alice")
+    iam.put_group_policy(
+        GroupName="Jets", PolicyName="JetsPolicy", PolicyDocument=json.dumps(HANDMADE)
+    )
+
+
+def test_a_legacy_resources_update_after_a_refused_one_still_owns_the_group(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    """The first deploy after the upgrade names a user that does not exist yet (ghost): refused,
+    and CloudFormation rolls the stack back. The operator creates nothing, drops ghost and adds
+    bob instead.
+
+    SPEC (registry): a resource created before the registry owns what its properties declare.
+    A refusal changes nothing, so it must not change whose group it is either. Found: the
+    refusal's recorded answer made the registry hold a record for the resource, which ended the
+    legacy rule: the second Update was refused with "is not registered to this resource".
+    """
+    legacy_group(iam)
+    stack = Stack(controller_sender(iam, registry), physical_id="Jets", props={"Users": "alice"})
+    refused = stack.update({"Users": "alice,ghost"})
+    assert not refused.ok
+    assert "ghost" in refused.reason
+    updated = stack.update({"Users": "alice,bob"})
+    assert updated.ok, updated.reason
+    assert members(iam, "Jets") == {"alice", "bob"}
+    assert owner(registry) == S1
+
+
+def test_a_legacy_stacks_delete_after_a_refused_update_deletes_the_group(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    """The same refused first Update; the operator then deletes the stack instead.
+
+    SPEC: "Delete ... deletes the group" a resource owns. Found: the Delete answered SUCCESS and
+    left the group with alice's deploy rights ("the registry does not say this resource owns
+    the group"), owned by nobody.
+    """
+    legacy_group(iam)
+    stack = Stack(controller_sender(iam, registry), physical_id="Jets", props={"Users": "alice"})
+    assert not stack.update({"Users": "alice,ghost"}).ok
+    deleted = stack.delete()
+    assert deleted.ok, deleted.reason
+    assert snapshot(iam, "Jets") is None
+
+
+def test_a_legacy_stacks_delete_that_failed_on_a_read_deletes_the_group_when_retried(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    """The stack's first request after the upgrade is its Delete, and IAM refuses the group's
+    read (the function's role lost iam:GetGroup, say): DELETE_FAILED. The operator fixes the
+    role and retries the stack's deletion (a Delete with a new RequestId).
+
+    The failure changed nothing in IAM, so the group is still the resource's: the retry deletes
+    it. Found: the failure's recorded answer ended the legacy rule, and the retry answered
+    SUCCESS leaving the group and alice's deploy rights.
+    """
+    legacy_group(iam)
+    send = controller_sender(iam, registry)
+    strict.inject("GetGroup", "AccessDenied")
+    assert not send(event("Delete", {"Users": "alice"}, "Jets")).ok
+    assert snapshot(iam, "Jets") is not None
+    retried = send(event("Delete", {"Users": "alice"}, "Jets"))
+    assert retried.ok, retried.reason
+    assert snapshot(iam, "Jets") is None
+
+
+def test_a_failed_create_never_makes_a_handmade_namesake_legacy(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    """The hand-made "Jets" (dave) exists; the stack's Create declares "Jets" without
+    AdoptExistingGroup: refused, and CloudFormation's rollback Delete follows. The operator
+    deploys again with AdoptExistingGroup true and later deletes the stack.
+
+    A resource that has never answered SUCCESS is not one the previous version made: the
+    legacy rule ("owns what its properties declare") must not reach the hand-made group. The
+    adoption hands the group back as it was found on the stack's Delete.
+    """
+    iam.create_group(GroupName="Jets")
+    iam.add_user_to_group(GroupName="Jets", UserName="dave")
+    found = snapshot(iam, "Jets")
+    stack = Stack(controller_sender(iam, registry))
+    refused = stack.create({"Users": "alice"})
+    assert not refused.ok
+    assert snapshot(iam, "Jets") == found
+    assert stack.create({"Users": "alice", "AdoptExistingGroup": "true"}).ok
+    assert stack.delete().ok
+    assert snapshot(iam, "Jets") == found
+
+
+def test_a_legacy_delete_served_once_never_reaches_a_namesake_made_after_it(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    """The refused first Update; the operator gives up on the stack, deletes the group in the
+    console, then deletes the stack: the Delete finds no group and answers SUCCESS, but the
+    answer is lost on its way to CloudFormation. Meanwhile someone makes a new "Jets" by hand
+    (dave). CloudFormation's Delete times out; the operator retries the stack's deletion: a
+    Delete with a new RequestId.
+
+    The resource is gone already: the legacy rule went with it and must not make the new,
+    unclaimed group this resource's (and delete dave's group). (A Delete that deletes the
+    group records it first, which ends the rule too.)
+    """
+    legacy_group(iam)
+    stack = Stack(controller_sender(iam, registry), physical_id="Jets", props={"Users": "alice"})
+    assert not stack.update({"Users": "alice,ghost"}).ok
+    delete_by_hand(iam)
+    assert stack.delete().ok
+    iam.create_group(GroupName="Jets")
+    iam.add_user_to_group(GroupName="Jets", UserName="dave")
+    handmade = snapshot(iam, "Jets")
+    retried = controller_sender(iam, registry)(event("Delete", {"Users": "alice"}, "Jets"))
+    assert retried.ok, retried.reason
+    assert snapshot(iam, "Jets") == handmade
+
+
+# == an Update of a group this resource does not own: refused, with the reason ===================
+
+
+def test_an_update_of_a_group_another_stack_claims_is_refused_naming_the_owner(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    """S2 created "Jets"; the group was deleted by hand and S1 created and claimed a new one.
+    S2's next deploy (add carol) would change S1's group.
+
+    SPEC: an Update acts only on a group this resource owns; the error names the fix. The
+    reason must say whose group it is (the logical id and the stack), so the operator can tell
+    a takeover from a mistake, and IAM must be left as S1 made it.
+    """
+    s2 = Stack(controller_sender(iam, registry), stack=OTHER_STACK, logical_id="Other")
+    assert s2.create({"Users": "bob"}).ok
+    delete_by_hand(iam)
+    s1 = Stack(controller_sender(iam, registry))
+    assert s1.create({"Users": "alice"}).ok
+    before = snapshot(iam, "Jets")
+    refused = s2.update({"Users": "bob,carol"})
+    assert not refused.ok
+    assert f"owned by {S1.logical_id} of stack {S1.stack_name}" in refused.reason
+    assert "AdoptExistingGroup true" in refused.reason
+    assert snapshot(iam, "Jets") == before
+    assert owner(registry) == S1
+
+
+def test_an_update_of_a_group_replaced_by_hand_is_refused_saying_so(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    """S1 created "Jets" (alice). Someone deletes it in the console and makes a new "Jets"
+    (dave). S1's next deploy adds carol.
+
+    The new group is not the one S1 made (its GroupId changed): S1 must not touch it, and the
+    reason must say that the group was replaced, not that another stack owns it (none does) nor
+    that it was never S1's.
+    """
+    s1 = Stack(controller_sender(iam, registry))
+    assert s1.create({"Users": "alice"}).ok
+    delete_by_hand(iam)
+    iam.create_group(GroupName="Jets")
+    iam.add_user_to_group(GroupName="Jets", UserName="dave")
+    before = snapshot(iam, "Jets")
+    refused = s1.update({"Users": "alice,carol"})
+    assert not refused.ok
+    assert "replaced outside CloudFormation" in refused.reason
+    assert "owned by" not in refused.reason
+    assert snapshot(iam, "Jets") == before
+
+
+def test_an_update_while_another_resource_creates_the_group_is_refused(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    """S2 created "Jets" (bob); the group was deleted by hand. S1's Create of "Jets" is under
+    way: its write-ahead claimed the name, and its invocation is still running (killed here
+    before its first IAM write, its request not answered yet). S2's next deploy comes now.
+
+    S2 would make the group again and take the claim S1 is creating under: two stacks writing
+    one group. S2 is refused, and says why; S1, delivered again, creates the group as its own.
+    """
+    s2 = Stack(controller_sender(iam, registry), stack=OTHER_STACK, logical_id="Other")
+    assert s2.create({"Users": "bob"}).ok
+    delete_by_hand(iam)
+    s1_create = event("Create", {"Users": "alice"})
+    strict.before_write("CreateGroup", crash)
+    with pytest.raises(SystemExit):
+        controller_sender(iam, registry)(s1_create)
+    assert snapshot(iam, "Jets") is None
+
+    refused = s2.update({"Users": "bob,carol"})
+    assert not refused.ok
+    assert "being created by another resource" in refused.reason
+    assert snapshot(iam, "Jets") is None
+    assert owner(registry) == S1
+
+    again = controller_sender(iam, registry)(s1_create)
+    assert again.ok, again.reason
+    assert members(iam, "Jets") == {"alice"}
+    assert owner(registry) == S1
+
+
 # == the deadline: botocore's own retries are not bounded by it =================================
 
 
