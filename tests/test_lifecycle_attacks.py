@@ -17,6 +17,7 @@ from helpers import (
     ENV,
     OTHER_STACK,
     S1,
+    S2,
     STACK,
     Stack,
     controller_sender,
@@ -28,7 +29,7 @@ from helpers import (
 )
 from jets_deploy_iam.config import Deadline, ReconcileConfig
 from jets_deploy_iam.reconcile import Controller
-from jets_deploy_iam.registry.store import DynamoDBRegistry
+from jets_deploy_iam.registry.store import PARTITION_KEY, SORT_KEY, DynamoDBRegistry
 from jets_deploy_iam.request import ResourceKey, parse_request
 from strict_iam import StrictIam
 
@@ -631,6 +632,38 @@ def test_a_legacy_delete_served_once_never_reaches_a_namesake_made_after_it(
     assert snapshot(iam, "Jets") == handmade
 
 
+def test_a_legacy_update_racing_another_stacks_adoption_leaves_the_adopters_claim(
+    iam: IAMClient,
+    registry: DynamoDBRegistry,
+    world: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The legacy stack S1 deploys (add bob) at the moment S2's Create adopts "Jets"
+    (AdoptExistingGroup true): S2's claim lands between S1's read of the registry and S1's
+    write-ahead.
+
+    SPEC: only an adoption (or a stale claim of a group that is gone) takes a claim from
+    another resource. The legacy rule finds an unclaimed group; it is no adoption: S1 must not
+    take S2's fresh claim (S2's stack would then no longer own the group it adopted).
+    """
+    legacy_group(iam)
+    s2 = Stack(controller_sender(iam, registry), stack=OTHER_STACK)
+    change = registry.change
+
+    def adoption_lands_first(*args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(registry, "change", change)
+        assert s2.create({"Users": "alice,carol", "AdoptExistingGroup": "true"}).ok
+        return change(*args, **kwargs)
+
+    monkeypatch.setattr(registry, "change", adoption_lands_first)
+    raced = controller_sender(iam, registry)(
+        event("Update", {"Users": "alice,bob"}, "Jets", {"Users": "alice"})
+    )
+    assert not raced.ok  # it wrote nothing: the group is S2's now
+    assert members(iam, "Jets") == {"alice", "carol"}
+    assert owner(registry) == S2
+
+
 # == an Update of a group this resource does not own: refused, with the reason ===================
 
 
@@ -679,6 +712,66 @@ def test_an_update_of_a_group_replaced_by_hand_is_refused_saying_so(
     assert "replaced outside CloudFormation" in refused.reason
     assert "owned by" not in refused.reason
     assert snapshot(iam, "Jets") == before
+
+
+def test_an_update_of_a_group_gone_again_takes_the_stale_claim_of_the_stack_that_remade_it(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    """S2 created "Jets" (bob); it was deleted by hand, and S1 created and claimed a new one
+    (alice). That one is deleted by hand too. S2's next deploy (bob, carol) finds no group.
+
+    README (registry): a claim of a group that no longer exists is stale and is taken over.
+    S2 makes "Jets" again as its own: S1's Update is then refused ("owned by"), and S1's
+    Delete leaves S2's group alone.
+    """
+    s2 = Stack(controller_sender(iam, registry), stack=OTHER_STACK)
+    assert s2.create({"Users": "bob"}).ok
+    delete_by_hand(iam)
+    s1 = Stack(controller_sender(iam, registry))
+    assert s1.create({"Users": "alice"}).ok
+    delete_by_hand(iam)
+
+    remade = s2.update({"Users": "bob,carol"})
+    assert remade.ok, remade.reason
+    assert members(iam, "Jets") == {"bob", "carol"}
+    assert owner(registry) == S2
+    assert not s1.update({"Users": "alice,dave"}).ok
+    assert s1.delete().ok
+    assert members(iam, "Jets") == {"bob", "carol"}
+
+
+def test_an_update_after_the_registry_was_restored_from_an_older_backup_is_refused(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    """S1 created "JetsA", then renamed it to "Jets". The registry table is then restored from
+    a backup taken before the rename (DynamoDB point-in-time recovery): the record knows only
+    "JetsA", nobody claims "Jets". S1's next deploy adds carol to "Jets".
+
+    The registry no longer says "Jets" is S1's: S1 must not change it on the strength of its
+    physical id, and the reason must say so (the group is not registered to this resource, not
+    owned by another nor replaced), naming the fix, which then works.
+    """
+    s1 = Stack(controller_sender(iam, registry))
+    assert s1.create({"Users": "alice", "GroupName": "JetsA"}).ok
+    backup = registry.client.scan(TableName=registry.table)["Items"]
+    assert s1.update({"Users": "alice", "GroupName": "Jets"}).ok
+    for item in registry.client.scan(TableName=registry.table)["Items"]:
+        key = {name: item[name] for name in (PARTITION_KEY, SORT_KEY)}
+        registry.client.delete_item(TableName=registry.table, Key=key)
+    for item in backup:
+        registry.client.put_item(TableName=registry.table, Item=item)
+    before = snapshot(iam, "Jets")
+
+    refused = s1.update({"Users": "alice,carol", "GroupName": "Jets"})
+    assert not refused.ok
+    assert "not registered to this resource" in refused.reason
+    assert "AdoptExistingGroup true" in refused.reason
+    assert snapshot(iam, "Jets") == before
+
+    adopted = s1.update({"Users": "alice,carol", "GroupName": "Jets", "AdoptExistingGroup": "true"})
+    assert adopted.ok, adopted.reason
+    assert members(iam, "Jets") == {"alice", "carol"}
+    assert owner(registry) == S1
 
 
 def test_an_update_while_another_resource_creates_the_group_is_refused(
