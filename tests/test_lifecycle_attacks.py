@@ -28,6 +28,7 @@ from helpers import (
     snapshot,
 )
 from jets_deploy_iam.config import Deadline, ReconcileConfig
+from jets_deploy_iam.exceptions import RegistryError
 from jets_deploy_iam.reconcile import Controller
 from jets_deploy_iam.registry.store import PARTITION_KEY, SORT_KEY, DynamoDBRegistry
 from jets_deploy_iam.request import ResourceKey, parse_request
@@ -1665,3 +1666,136 @@ def test_a_failed_request_logs_its_reason_with_a_traceback_only_when_unexpected(
     assert "a bug in the registry edit" in unexpected.getMessage()
     assert "Traceback" in caplog.text  # (as logging or the redacting filter formats it)
     assert "RuntimeError: a bug in the registry edit" in caplog.text
+
+
+# == what a Delete answers and logs =============================================================
+
+
+def delete_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """The Delete's searchable lines: each names the group it is about."""
+    return [r for r in caplog.records if getattr(r, "group", None) == "Jets"]
+
+
+def test_a_delete_that_keeps_the_group_answers_its_id_and_logs_why(
+    iam: IAMClient,
+    registry: DynamoDBRegistry,
+    world: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Exclusive false: dave was added by hand. The stack's Delete removes what it granted and
+    keeps the group with dave. CloudFormation is answered for the id it sent; the operator who
+    wonders why "Jets" still exists finds one line, with the group's name as a field, saying
+    it was kept for foreign content."""
+    stack = Stack(controller_sender(iam, registry))
+    assert stack.create({"Users": "alice", "Exclusive": "false"}).ok
+    iam.add_user_to_group(GroupName="Jets", UserName="dave")
+    with caplog.at_level(logging.INFO, logger="jets_deploy_iam.reconcile"):
+        deleted = stack.delete()
+    assert deleted.ok, deleted.reason
+    assert deleted.physical_id == "Jets"
+    assert members(iam, "Jets") == {"dave"}
+    assert any("kept" in r.getMessage() for r in delete_lines(caplog))
+
+
+def test_a_delete_of_a_group_another_stack_owns_logs_that_it_left_it(
+    iam: IAMClient,
+    registry: DynamoDBRegistry,
+    world: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """S2's group was deleted by hand and S1 made and claimed a new "Jets". S2's stack is
+    deleted: it answers SUCCESS for its id, leaves S1's group, and says so in a line that names
+    the group."""
+    s2 = Stack(controller_sender(iam, registry), stack=OTHER_STACK)
+    assert s2.create({"Users": "bob"}).ok
+    delete_by_hand(iam)
+    s1 = Stack(controller_sender(iam, registry))
+    assert s1.create({"Users": "alice"}).ok
+    before = snapshot(iam, "Jets")
+    with caplog.at_level(logging.INFO, logger="jets_deploy_iam.reconcile"):
+        deleted = s2.delete()
+    assert deleted.ok, deleted.reason
+    assert deleted.physical_id == "Jets"
+    assert snapshot(iam, "Jets") == before
+    assert any("untouched" in r.getMessage() for r in delete_lines(caplog))
+
+
+def test_a_delete_that_hands_an_adopted_group_back_logs_it(
+    iam: IAMClient,
+    registry: DynamoDBRegistry,
+    world: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The stack adopted the hand-made "Jets" (dave) and is deleted before any Update: the
+    group goes back as found, and the line that names the group says it was handed back (not
+    deleted, not kept for foreign content)."""
+    iam.create_group(GroupName="Jets")
+    iam.add_user_to_group(GroupName="Jets", UserName="dave")
+    found = snapshot(iam, "Jets")
+    stack = Stack(controller_sender(iam, registry))
+    assert stack.create({"Users": "alice", "AdoptExistingGroup": "true"}).ok
+    with caplog.at_level(logging.INFO, logger="jets_deploy_iam.reconcile"):
+        assert stack.delete().ok
+    assert snapshot(iam, "Jets") == found
+    assert any("handed back" in r.getMessage() for r in delete_lines(caplog))
+
+
+def test_a_delete_that_keeps_losing_to_new_members_fails_naming_the_conflict_then_finishes(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    """While the stack's Delete empties "Jets", an automation keeps adding a user just before
+    each DeleteGroup: IAM answers DeleteConflict every time. The Delete reads again and retries
+    a bounded number of times, then fails with IAM's code and what to do (deploy again), never
+    looping until Lambda kills it. CloudFormation's retry of the deletion then deletes the
+    group."""
+    stack = Stack(controller_sender(iam, registry))
+    assert stack.create({"Users": "alice"}).ok
+    joiners = ["eve", "frank", "grace", "heidi"]
+    for user in joiners:
+        iam.create_user(UserName=user)
+
+    def someone_joins() -> None:  # before every DeleteGroup, for as long as there are users
+        iam.add_user_to_group(GroupName="Jets", UserName=joiners.pop(0))
+        if joiners:
+            strict.before_write("DeleteGroup", someone_joins)
+
+    strict.before_write("DeleteGroup", someone_joins)
+    failed = stack.delete()
+    assert not failed.ok
+    assert "DeleteConflict" in failed.reason
+    assert "deploy again" in failed.reason
+    assert strict.actions().count("DeleteGroup") == 3
+    retried = stack.delete()
+    assert retried.ok, retried.reason
+    assert snapshot(iam, "Jets") is None
+
+
+def test_a_delete_whose_outcome_cannot_be_recorded_still_answers_and_logs_an_error(
+    iam: IAMClient,
+    registry: DynamoDBRegistry,
+    config: ReconcileConfig,
+    world: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The group was deleted by hand; the stack's Delete has nothing to write to IAM, but the
+    registry is unavailable when it records the outcome. The resource is gone either way: the
+    Delete answers SUCCESS (a FAILED would strand the stack in DELETE_FAILED for a bookkeeping
+    write), and an ERROR line with the traceback tells the operator the record is stale."""
+    stack = Stack(controller_sender(iam, registry, config))  # (no real sleep: IAM's waits)
+    assert stack.create({"Users": "alice"}).ok
+    delete_by_hand(iam)
+    load = registry.load
+
+    def unavailable(*args: Any, **kwargs: Any) -> Any:
+        raise RegistryError("DynamoDB is unavailable")
+
+    monkeypatch.setattr(registry, "load", load)
+    monkeypatch.setattr(registry, "change", unavailable)
+    with caplog.at_level(logging.INFO, logger="jets_deploy_iam.reconcile"):
+        deleted = stack.delete()
+    assert deleted.ok, deleted.reason
+    [error] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "registry" in error.getMessage()
+    assert "Traceback" in caplog.text  # (as logging or the redacting filter formats it)
+    assert "RegistryError: DynamoDB is unavailable" in caplog.text
