@@ -1799,3 +1799,149 @@ def test_a_delete_whose_outcome_cannot_be_recorded_still_answers_and_logs_an_err
     assert "registry" in error.getMessage()
     assert "Traceback" in caplog.text  # (as logging or the redacting filter formats it)
     assert "RegistryError: DynamoDB is unavailable" in caplog.text
+
+
+# == Creates and adoptions against races, deaths and what they found ============================
+
+
+def test_a_create_racing_another_stacks_create_of_the_name_leaves_it_the_winners(
+    iam: IAMClient,
+    registry: DynamoDBRegistry,
+    world: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two stacks declare "Jets" at once: S2's Create lands (group and claim) between S1's
+    read of IAM and the registry and S1's write-ahead.
+
+    README (registry): two stacks creating one group at once cannot both claim it. S1 is no
+    adoption: it must not take S2's claim, nor write to S2's group."""
+    s2 = Stack(controller_sender(iam, registry), stack=OTHER_STACK)
+    change = registry.change
+
+    def the_other_create_lands_first(*args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(registry, "change", change)
+        assert s2.create({"Users": "bob"}).ok
+        return change(*args, **kwargs)
+
+    monkeypatch.setattr(registry, "change", the_other_create_lands_first)
+    raced = Stack(controller_sender(iam, registry)).create({"Users": "alice"})
+    assert not raced.ok
+    assert owner(registry) == S2
+    assert members(iam, "Jets") == {"bob"}
+
+
+def test_a_create_delivered_again_after_another_stack_adopted_its_group_is_refused(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    """S1's Create dies after CreateGroup (before alice is added). Before Lambda delivers it
+    again, S2 adopts the empty "Jets" (AdoptExistingGroup true, bob).
+
+    The group is S2's now: the retried Create of S1 is its own half-work no more, and must be
+    refused like any Create of an existing group, leaving S2's group and claim alone."""
+    s1_create = event("Create", {"Users": "alice"})
+    strict.before_write("AddUserToGroup", crash)
+    with pytest.raises(SystemExit):
+        controller_sender(iam, registry)(s1_create)
+    s2 = Stack(controller_sender(iam, registry), stack=OTHER_STACK)
+    assert s2.create({"Users": "bob", "AdoptExistingGroup": "true"}).ok
+
+    again = controller_sender(iam, registry)(s1_create)
+    assert not again.ok
+    assert "AdoptExistingGroup" in again.reason
+    assert members(iam, "Jets") == {"bob"}
+    assert owner(registry) == S2
+
+
+def test_an_adoption_finished_by_a_second_delivery_still_gives_the_claim_back_on_rollback(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    """S1 owns "Jets" (alice). S2's Create adopts it (AdoptExistingGroup true, Users bob) and
+    its first invocation dies after the write-ahead; Lambda delivers it again and it finishes.
+    Another resource of S2's stack then fails: CloudFormation deletes S2's resource.
+
+    README (registry): an adoption that is undone gives the claim back to the resource it took
+    it from. The second delivery resumes the adoption; it must still know whom the claim came
+    from, so S1 owns its group again and can deploy."""
+    s1 = Stack(controller_sender(iam, registry))
+    assert s1.create({"Users": "alice"}).ok
+    found = snapshot(iam, "Jets")
+    adopt = event("Create", {"Users": "bob", "AdoptExistingGroup": "true"}, stack=OTHER_STACK)
+    strict.before_write("AddUserToGroup", crash)
+    with pytest.raises(SystemExit):
+        controller_sender(iam, registry)(adopt)
+    adopted = controller_sender(iam, registry)(adopt)
+    assert adopted.ok, adopted.reason
+    rollback = event(
+        "Delete", {"Users": "bob", "AdoptExistingGroup": "true"}, "Jets", stack=OTHER_STACK
+    )
+    assert controller_sender(iam, registry)(rollback).ok
+    assert snapshot(iam, "Jets") == found
+    assert owner(registry) == S1
+    updated = s1.update({"Users": "alice,carol"})
+    assert updated.ok, updated.reason
+
+
+def test_a_non_exclusive_adoption_that_replaced_a_handmade_policy_restores_it_on_delete(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    """The hand-made "Jets" has dave and its own inline policy named JetsPolicy. The stack
+    adopts it non-exclusively (Exclusive false): its JetsPolicy replaces the hand-made one.
+    A later deploy (add carol) makes the group the stack's own; then the stack is deleted.
+
+    README: a non-exclusive resource removes only what it granted and leaves foreign content;
+    an inline policy it overwrote is foreign content: the Delete puts the hand-made document
+    back (dave keeps what he had), it does not delete it."""
+    iam.create_group(GroupName="Jets")
+    iam.add_user_to_group(GroupName="Jets", UserName="dave")
+    iam.put_group_policy(
+        GroupName="Jets", PolicyName="JetsPolicy", PolicyDocument=json.dumps(HANDMADE)
+    )
+    found = snapshot(iam, "Jets")
+    stack = Stack(controller_sender(iam, registry))
+    props = {"Users": "alice", "Exclusive": "false", "AdoptExistingGroup": "true"}
+    assert stack.create(props).ok
+    assert snapshot(iam, "Jets") != found
+    assert stack.update({**props, "Users": "alice,carol"}).ok
+    assert stack.delete().ok
+    assert snapshot(iam, "Jets") == found
+
+
+def test_a_group_path_containing_the_arn_separator_answers_the_groups_real_arn(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    """IAM paths may hold any printable ASCII, ":group/" included. The Arn the resource
+    answers (Fn::GetAtt, imported by other stacks for policies) must be the group's, as IAM
+    reports it, for a Create and for a move to another path."""
+    stack = Stack(controller_sender(iam, registry))
+    created = stack.create({"Users": "alice", "GroupPath": "/ops:group/deploy/"})
+    assert created.ok, created.reason
+    assert created.data["Arn"] == iam.get_group(GroupName="Jets")["Group"]["Arn"]
+    moved = stack.update({"Users": "alice", "GroupPath": "/x:group/y:group/"})
+    assert moved.ok, moved.reason
+    assert moved.data["Arn"] == iam.get_group(GroupName="Jets")["Group"]["Arn"]
+
+
+def test_a_rollback_that_cannot_put_back_a_deleted_user_says_which_in_a_warning(
+    iam: IAMClient,
+    registry: DynamoDBRegistry,
+    world: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An Update removes carol; IAM user carol is deleted right after; another resource fails
+    and CloudFormation's rollback Update would add carol back. It cannot (the user is gone): the
+    rollback succeeds without her, and a warning lists what was skipped, so the operator knows
+    the group is not exactly as before and why."""
+    stack = Stack(controller_sender(iam, registry))
+    assert stack.create({"Users": "alice,carol"}).ok
+    send = controller_sender(iam, registry)
+    forward = event("Update", {"Users": "alice"}, "Jets", {"Users": "alice,carol"})
+    assert send(forward).ok
+    iam.delete_user(UserName="carol")
+    back = event("Update", {"Users": "alice,carol"}, "Jets", {"Users": "alice"})
+    with caplog.at_level(logging.INFO, logger="jets_deploy_iam.reconcile"):
+        rolled_back = send(back)
+    assert rolled_back.ok, rolled_back.reason
+    assert members(iam, "Jets") == {"alice"}
+    [warning] = [r for r in caplog.records if getattr(r, "skipped", None)]
+    assert warning.levelno == logging.WARNING
+    assert any("carol" in skipped for skipped in warning.skipped)  # type: ignore[attr-defined]
