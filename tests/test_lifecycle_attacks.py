@@ -1945,3 +1945,142 @@ def test_a_rollback_that_cannot_put_back_a_deleted_user_says_which_in_a_warning(
     [warning] = [r for r in caplog.records if getattr(r, "skipped", None)]
     assert warning.levelno == logging.WARNING
     assert any("carol" in skipped for skipped in warning.skipped)  # type: ignore[attr-defined]
+
+
+# == the next Update after a dropped cleanup, an adoption's Update undone, a foreign id =========
+
+
+def test_the_next_update_deletes_the_old_group_a_dropped_cleanup_left_and_logs_it(
+    iam: IAMClient,
+    registry: DynamoDBRegistry,
+    world: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A rename Jets -> JetsNew succeeds; its cleanup Delete("Jets") fails three times (the
+    registry unreachable) and CloudFormation drops it: the old group keeps alice's rights. The
+    next deploy (add bob to JetsNew) deletes the old group whole, and a warning naming it (as
+    the group field) tells the operator why a group vanished during an Update."""
+    send = controller_sender(iam, registry)
+    old = {"Users": "alice"}
+    assert send(event("Create", old)).ok
+    renamed = {"Users": "alice", "GroupName": "JetsNew"}
+    assert send(event("Update", renamed, "Jets", old)).ok
+    read = registry._read
+
+    def unreachable(*_args: Any) -> Any:
+        raise RegistryError("the registry table cannot be read: throttled")
+
+    monkeypatch.setattr(registry, "_read", unreachable)
+    for _attempt in range(3):
+        assert not send(event("Delete", old, "Jets")).ok
+    monkeypatch.setattr(registry, "_read", read)
+    assert members(iam, "Jets") == {"alice"}
+
+    grown = {**renamed, "Users": "alice,bob"}
+    with caplog.at_level(logging.INFO, logger="jets_deploy_iam.reconcile"):
+        assert send(event("Update", grown, "JetsNew", renamed)).ok
+    assert snapshot(iam, "Jets") is None
+    assert members(iam, "JetsNew") == {"alice", "bob"}
+    [swept] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert getattr(swept, "group", None) == "Jets"
+    assert "rename" in swept.getMessage()
+
+
+def test_an_adopters_update_that_failed_before_writing_and_was_rolled_back_still_hands_back(
+    iam: IAMClient,
+    registry: DynamoDBRegistry,
+    world: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """S1 owns "Jets" (alice). S2 adopts it (Create, AdoptExistingGroup true, bob). S2's next
+    deploy (bob, carol) fails before any write (the registry refuses its write-ahead), and
+    CloudFormation's rollback Update brings S2 back to the adoption's declaration. Then S2's
+    stack is deleted.
+
+    README: only a successful Update makes the group the adopter's own; a Delete before that
+    hands the group back as found, and the claim to the resource it was taken from. The
+    rolled-back Update made nothing S2's own: S1 must own its group again, as it was."""
+    s1 = Stack(controller_sender(iam, registry))
+    assert s1.create({"Users": "alice"}).ok
+    found = snapshot(iam, "Jets")
+    s2 = Stack(controller_sender(iam, registry), stack=OTHER_STACK)
+    adoption = {"Users": "bob", "AdoptExistingGroup": "true"}
+    assert s2.create(adoption).ok
+    change = registry.change
+
+    def refused_once(*args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(registry, "change", change)
+        raise RegistryError("ProvisionedThroughputExceeded")
+
+    monkeypatch.setattr(registry, "change", refused_once)
+    assert not s2.update({**adoption, "Users": "bob,carol"}).ok  # then its rollback Update
+    assert s2.delete().ok
+    assert snapshot(iam, "Jets") == found
+    assert owner(registry) == S1
+    assert s1.update({"Users": "alice,carol"}).ok
+
+
+def test_an_adopters_own_update_ends_the_previous_owners_claim_for_good(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    """S1 owns "Jets" (alice). S2 adopts it non-exclusively (bob) and deploys again (bob,
+    carol): the group is S2's own now. S2's stack is then deleted: alice is foreign to S2, so
+    the group is kept with her.
+
+    README: an adoption takes the claim over, which ends the previous owner's rights; only an
+    adoption that fails, is handed back or is undone gives it back. S2's adoption was none of
+    those: the kept group is not S1's again (S1's next deploy is refused, and S1 must adopt
+    it to manage it again)."""
+    s1 = Stack(controller_sender(iam, registry))
+    assert s1.create({"Users": "alice"}).ok
+    s2 = Stack(controller_sender(iam, registry), stack=OTHER_STACK)
+    adoption = {"Users": "bob", "AdoptExistingGroup": "true", "Exclusive": "false"}
+    assert s2.create(adoption).ok
+    assert s2.update({**adoption, "Users": "bob,carol"}).ok
+    assert s2.delete().ok
+    assert members(iam, "Jets") == {"alice"}
+    assert owner(registry) != S1
+    refused = s1.update({"Users": "alice,dave"})
+    assert not refused.ok
+    assert members(iam, "Jets") == {"alice"}
+
+
+def test_an_update_sent_with_another_providers_physical_id_is_refused_naming_it(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    """A template switches an existing custom resource's ServiceToken to this function: the
+    first request it gets is an Update carrying the previous provider's PhysicalResourceId,
+    which names no IAM group. It is refused, the reason quoting the id, and IAM is left alone
+    (no group made from the properties)."""
+    foreign = "2026/11/29/[$LATEST]0a1b2c3d"
+    answer = controller_sender(iam, registry)(
+        event("Update", {"Users": "alice"}, foreign, {"Users": "alice"})
+    )
+    assert not answer.ok
+    assert foreign in answer.reason
+    assert snapshot(iam, "Jets") is None
+
+
+def test_an_update_delivered_again_after_its_group_was_replaced_by_hand_leaves_the_namesake(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    """S1's Update (add bob, carol) dies after its first write. Before Lambda delivers it
+    again, an operator deletes "Jets" in the console and makes a new one with dave.
+
+    The write-ahead recorded which group the Update was changing (its GroupId): the retry
+    must recognise the namesake as another group and refuse, not apply S1's declaration to it
+    (adding alice, bob and carol, and removing dave)."""
+    s1 = Stack(controller_sender(iam, registry))
+    assert s1.create({"Users": "alice"}).ok
+    update = event("Update", {"Users": "alice,bob,carol"}, "Jets", {"Users": "alice"})
+    strict.before_write("AddUserToGroup", crash)
+    with pytest.raises(SystemExit):
+        controller_sender(iam, registry)(update)
+    delete_by_hand(iam)
+    iam.create_group(GroupName="Jets")
+    iam.add_user_to_group(GroupName="Jets", UserName="dave")
+
+    again = controller_sender(iam, registry)(update)
+    assert not again.ok
+    assert members(iam, "Jets") == {"dave"}
