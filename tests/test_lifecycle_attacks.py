@@ -28,8 +28,8 @@ from helpers import (
     snapshot,
 )
 from jets_deploy_iam.config import Deadline, ReconcileConfig
-from jets_deploy_iam.exceptions import RegistryError
-from jets_deploy_iam.reconcile import Controller
+from jets_deploy_iam.exceptions import CorrectionUnderWayError, RegistryError
+from jets_deploy_iam.reconcile import CORRECTION_RESTARTS, Controller, Hooks
 from jets_deploy_iam.registry.store import PARTITION_KEY, SORT_KEY, DynamoDBRegistry
 from jets_deploy_iam.request import ResourceKey, parse_request
 from strict_iam import StrictIam
@@ -2084,3 +2084,188 @@ def test_an_update_delivered_again_after_its_group_was_replaced_by_hand_leaves_t
     again = controller_sender(iam, registry)(update)
     assert not again.ok
     assert members(iam, "Jets") == {"dave"}
+
+
+# == the configuration reaches every IAM call; answers carry what templates read ================
+
+
+def test_the_configured_page_size_reaches_every_paged_read_of_a_request(
+    iam: IAMClient,
+    registry: DynamoDBRegistry,
+    strict: StrictIam,
+    sleeper: Any,
+    world: dict[str, str],
+) -> None:
+    """``ReconcileConfig.page_size`` (MaxItems) is how an operator or a test makes paging
+    visible: a read that ignores it pages at IAM's 1,000 and hides paging bugs. An adoption
+    reads the group and checks its users (pre-flight); a rollback checks which users still
+    exist: every paged read carries the configured MaxItems."""
+    config = ReconcileConfig(sleep=sleeper, clock=sleeper.now, page_size=2)
+    send = controller_sender(iam, registry, config)
+    iam.create_group(GroupName="Jets")
+    for user in ("alice", "bob", "carol"):
+        iam.add_user_to_group(GroupName="Jets", UserName=user)
+    adoption = {"Users": "alice,bob,carol,dave", "AdoptExistingGroup": "true"}
+    assert send(event("Create", adoption)).ok
+    update = {**adoption, "Users": "alice"}
+    assert send(event("Update", update, "Jets", adoption)).ok
+    assert send(event("Update", adoption, "Jets", update)).ok  # the rollback, served exactly
+    paged = [c for c in strict.calls if "MaxItems" in c.params]
+    assert {c.action for c in paged} >= {"GetGroup", "GetAccountAuthorizationDetails"}
+    assert {int(c.params["MaxItems"]) for c in paged} == {2}
+
+
+def test_iams_eventual_consistency_is_waited_out_on_the_configured_clock(
+    iam: IAMClient,
+    registry: DynamoDBRegistry,
+    strict: StrictIam,
+    sleeper: Any,
+    world: dict[str, str],
+) -> None:
+    """IAM answers NoSuchEntity for a group created a moment ago: the applier waits and
+    retries. It must wait with the configured ``sleep`` (virtual time in tests; in Lambda, a
+    clock the deadline bounds), not a default configuration's real clock."""
+    config = ReconcileConfig(sleep=sleeper, clock=sleeper.now)
+    stack = Stack(controller_sender(iam, registry, config))
+    strict.inject("AddUserToGroup", "NoSuchEntity", times=2)
+    assert stack.create({"Users": "alice"}).ok
+    assert members(iam, "Jets") == {"alice"}
+    assert len([s for s in sleeper.slept if s > 0]) >= 2
+
+
+def test_a_create_answers_the_policy_name_templates_read(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    """Fn::GetAtt reads the answer's Data by name: Arn, GroupId and PolicyName (a consumer
+    stack's policy references the inline policy it must not overwrite)."""
+    stack = Stack(controller_sender(iam, registry))
+    created = stack.create({"Users": "alice", "PolicyName": "DeployPolicy"})
+    assert created.ok, created.reason
+    assert created.data["PolicyName"] == "DeployPolicy"
+    assert created.data["GroupId"] == iam.get_group(GroupName="Jets")["Group"]["GroupId"]
+
+
+def test_a_failed_rename_answers_the_old_physical_id_even_late(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    """A rename Jets -> JetsNew fails after CreateGroup (IAM refuses adding bob): it is undone
+    and answered FAILED. The answer carries the id CloudFormation sent ("Jets"): the stack
+    still has that resource, and CloudFormation's rollback Update goes to it. The id a late
+    answer would carry (the handler's timeout answer, told through ``on_physical_id``) stays
+    "Jets" too: only a Create's CreateGroup changes it (so that its rollback Delete finds the
+    group)."""
+    stack = Stack(controller_sender(iam, registry))
+    assert stack.create({"Users": "alice,bob"}).ok
+    before = snapshot(iam, "Jets")
+    told: list[str] = []
+    hooks = Hooks(on_physical_id=told.append)
+    strict.inject("AddUserToGroup", "AccessDenied", skip=1)
+    rename = event(
+        "Update", {"Users": "alice,bob", "GroupName": "JetsNew"}, "Jets", {"Users": "alice,bob"}
+    )
+    failed = Controller(iam, registry, hooks=hooks).handle(parse_request(rename, ENV))
+    assert not failed.ok
+    assert failed.physical_id == "Jets"
+    assert set(told) == {"Jets"}
+    assert snapshot(iam, "JetsNew") is None
+    assert snapshot(iam, "Jets") == before
+
+
+def test_an_update_whose_outcome_cannot_be_recorded_answers_and_logs_an_error(
+    iam: IAMClient,
+    registry: DynamoDBRegistry,
+    world: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An Update's IAM writes are done when the registry fails to record the outcome: the
+    answer stands (IAM changed; a FAILED would trigger a rollback of changes the record still
+    describes as under way), and an ERROR line with the traceback tells the operator."""
+    stack = Stack(controller_sender(iam, registry))
+    assert stack.create({"Users": "alice"}).ok
+    change = registry.change
+    calls: list[object] = []
+
+    def fails_after_the_write_ahead(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        if len(calls) > 1:
+            raise RegistryError("DynamoDB is unavailable")
+        return change(*args, **kwargs)
+
+    monkeypatch.setattr(registry, "change", fails_after_the_write_ahead)
+    with caplog.at_level(logging.INFO, logger="jets_deploy_iam.reconcile"):
+        updated = stack.update({"Users": "alice,bob"})
+    assert updated.ok, updated.reason
+    assert members(iam, "Jets") == {"alice", "bob"}
+    [error] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "registry" in error.getMessage()
+    assert "RegistryError: DynamoDB is unavailable" in caplog.text
+
+
+def test_a_member_revoked_and_later_added_by_hand_is_foreign_to_a_non_exclusive_resource(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    """Exclusive false: the stack grants alice and bob, then revokes bob. Later someone adds
+    bob back by hand. The stack's next deploy (add carol) must leave bob: he is foreign
+    content now; the record must not remember him as granted by the stack."""
+    stack = Stack(controller_sender(iam, registry))
+    props = {"Users": "alice,bob", "Exclusive": "false"}
+    assert stack.create(props).ok
+    assert stack.update({**props, "Users": "alice"}).ok
+    iam.add_user_to_group(GroupName="Jets", UserName="bob")
+    assert stack.update({**props, "Users": "alice,carol"}).ok
+    assert members(iam, "Jets") == {"alice", "bob", "carol"}
+
+
+def corrections_get_in_first(
+    registry: DynamoDBRegistry, monkeypatch: pytest.MonkeyPatch, times: int
+) -> None:
+    """The scheduled drift check takes the record between a request's read and its
+    write-ahead, ``times`` times in a row."""
+    change = registry.change
+    left = [times]
+
+    def a_correction_got_in(*args: Any, **kwargs: Any) -> Any:
+        if left[0] > 0:
+            left[0] -= 1
+            raise CorrectionUnderWayError("a drift correction holds the record")
+        return change(*args, **kwargs)
+
+    monkeypatch.setattr(registry, "change", a_correction_got_in)
+
+
+def test_a_request_decides_again_each_time_a_drift_correction_got_in_first(
+    iam: IAMClient,
+    registry: DynamoDBRegistry,
+    world: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each time, the Update has written nothing: it decides again from what the correction
+    left, up to CORRECTION_RESTARTS times, and then applies."""
+    stack = Stack(controller_sender(iam, registry))
+    assert stack.create({"Users": "alice"}).ok
+    corrections_get_in_first(registry, monkeypatch, CORRECTION_RESTARTS)
+    answer = controller_sender(iam, registry)(
+        event("Update", {"Users": "alice,bob"}, "Jets", {"Users": "alice"})
+    )
+    assert answer.ok, answer.reason
+    assert members(iam, "Jets") == {"alice", "bob"}
+
+
+def test_a_request_gives_up_when_drift_corrections_keep_getting_in_first(
+    iam: IAMClient,
+    registry: DynamoDBRegistry,
+    world: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One correction more than the bound: the Update fails asking for another deploy rather
+    than keep the stack waiting, and has written nothing."""
+    stack = Stack(controller_sender(iam, registry))
+    assert stack.create({"Users": "alice"}).ok
+    corrections_get_in_first(registry, monkeypatch, CORRECTION_RESTARTS + 1)
+    answer = controller_sender(iam, registry)(
+        event("Update", {"Users": "alice,bob"}, "Jets", {"Users": "alice"})
+    )
+    assert not answer.ok
+    assert "deploy again" in answer.reason
+    assert members(iam, "Jets") == {"alice"}
