@@ -2269,3 +2269,28 @@ def test_a_request_gives_up_when_drift_corrections_keep_getting_in_first(
     assert not answer.ok
     assert "deploy again" in answer.reason
     assert members(iam, "Jets") == {"alice"}
+
+
+def test_a_create_of_the_default_name_while_another_stack_creates_it_is_refused(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    """Neither template sets GroupName (both mean the default "Jets"). S2's Create has claimed
+    the name and is still under way (its invocation killed here before CreateGroup, its
+    request unanswered) when S1's Create comes.
+
+    The claim of the default name is read like any declared name's: S1 is refused, naming the
+    resource that is creating the group, and S2, delivered again, creates it as its own."""
+    s2_create = event("Create", {"Users": "bob"}, stack=OTHER_STACK)
+    strict.before_write("CreateGroup", crash)
+    with pytest.raises(SystemExit):
+        controller_sender(iam, registry)(s2_create)
+
+    refused = Stack(controller_sender(iam, registry)).create({"Users": "alice"})
+    assert not refused.ok
+    assert f"of stack {S2.stack_name}" in refused.reason
+    assert snapshot(iam, "Jets") is None
+
+    again = controller_sender(iam, registry)(s2_create)
+    assert again.ok, again.reason
+    assert members(iam, "Jets") == {"bob"}
+    assert owner(registry) == S2
