@@ -2294,3 +2294,24 @@ def test_a_create_of_the_default_name_while_another_stack_creates_it_is_refused(
     assert again.ok, again.reason
     assert members(iam, "Jets") == {"bob"}
     assert owner(registry) == S2
+
+
+def test_a_record_read_on_the_requests_behalf_is_not_read_again(
+    iam: IAMClient, world: dict[str, str]
+) -> None:
+    """The continuation gate reads the record (to find a request going on) and hands it to
+    ``handle``: the README's cost, one registry read a request, holds only if ``handle`` uses
+    what it is given instead of reading again."""
+    from jets_deploy_iam.registry.store import MemoryRegistry
+
+    registry = MemoryRegistry()
+    assert controller_sender(iam, registry)(event("Create", {"Users": "alice"})).ok
+    registry.reads = registry.writes = 0
+    request = parse_request(
+        event("Update", {"Users": "alice,bob"}, "Jets", {"Users": "alice"}), ENV
+    )
+    controller = Controller(iam, registry)
+    stored = controller.load(request)
+    assert controller.handle(request, stored).ok
+    assert (registry.reads, registry.writes) == (1, 2)
+    assert members(iam, "Jets") == {"alice", "bob"}
