@@ -2315,3 +2315,25 @@ def test_a_record_read_on_the_requests_behalf_is_not_read_again(
     assert controller.handle(request, stored).ok
     assert (registry.reads, registry.writes) == (1, 2)
     assert members(iam, "Jets") == {"alice", "bob"}
+
+
+def test_an_adoptions_first_update_that_changes_no_iam_rolled_back_still_hands_back(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    """The stack adopts the hand-made "Jets" (bob, p1), declaring exactly bob and p1. Its next
+    deploy changes only DriftAction, which writes nothing to IAM, and another resource fails:
+    CloudFormation's rollback Update follows. Then the stack is deleted.
+
+    The Update that would have made the group the stack's own was rolled back, even though it
+    wrote nothing: its rollback must be recognised as one (the Update is remembered without a
+    write-ahead), and the stack's Delete hands the group back as found."""
+    iam.create_group(GroupName="Jets")
+    iam.add_user_to_group(GroupName="Jets", UserName="bob")
+    iam.attach_group_policy(GroupName="Jets", PolicyArn=world["p1"])
+    found = snapshot(iam, "Jets")
+    stack = Stack(controller_sender(iam, registry))
+    props = {"Users": "bob", "ManagedPolicyArns": world["p1"], "AdoptExistingGroup": "true"}
+    assert stack.create(props).ok
+    assert stack.update({**props, "DriftAction": "report"}, stack_rolls_back=True).ok
+    assert stack.delete().ok
+    assert snapshot(iam, "Jets") == found
