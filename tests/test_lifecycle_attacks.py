@@ -2337,3 +2337,74 @@ def test_an_adoptions_first_update_that_changes_no_iam_rolled_back_still_hands_b
     assert stack.update({**props, "DriftAction": "report"}, stack_rolls_back=True).ok
     assert stack.delete().ok
     assert snapshot(iam, "Jets") == found
+
+
+# == a legacy Update that failed on an IAM read, then CloudFormation's rollback ==================
+
+
+def test_the_rollback_of_a_legacy_update_that_failed_on_a_read_leaves_foreign_members(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    """A group the previous version made (alice, JetsPolicy), Exclusive false; dave was added
+    by hand. The first deploy after the upgrade (grant dave) fails on IAM's read of the group
+    (AccessDenied), before any write; CloudFormation's rollback Update follows.
+
+    SPEC: after a failed Update the rollback leaves everything as it was; a non-exclusive
+    resource never touches foreign content. Found (by a review session): the failure recorded
+    no undo record, so the rollback was served as an ordinary legacy Update whose ownership
+    came from the failed Update's properties (it "owned" dave) and removed dave."""
+    legacy_group(iam)
+    iam.add_user_to_group(GroupName="Jets", UserName="dave")
+    before = snapshot(iam, "Jets")
+    old = {"Users": "alice", "Exclusive": "false"}
+    stack = Stack(controller_sender(iam, registry), physical_id="Jets", props=old)
+    strict.inject("GetGroup", "AccessDenied")
+    assert not stack.update({"Users": "alice,dave", "Exclusive": "false"}).ok  # and its rollback
+    assert snapshot(iam, "Jets") == before
+
+
+def test_a_legacy_update_that_failed_on_a_read_never_skips_a_later_revocation(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    """The legacy group grants alice and bob (Exclusive false). The deploy revoking bob fails
+    on IAM's read and is rolled back; the operator deploys it again.
+
+    SPEC: a later revocation must never be silently skipped. Found: the rollback recorded the
+    ownership of the failed Update's properties (alice only), so the next deploy thought bob
+    foreign and left him his deploy rights."""
+    legacy_group(iam)
+    iam.add_user_to_group(GroupName="Jets", UserName="bob")
+    old = {"Users": "alice,bob", "Exclusive": "false"}
+    stack = Stack(controller_sender(iam, registry), physical_id="Jets", props=old)
+    strict.inject("GetGroup", "AccessDenied")
+    revoke = {"Users": "alice", "Exclusive": "false"}
+    assert not stack.update(revoke).ok
+    assert stack.update(revoke).ok
+    assert members(iam, "Jets") == {"alice"}
+
+
+def test_a_late_duplicate_of_a_refused_legacy_update_never_revives_the_legacy_rule(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    """Lambda delivers the refused first Update twice; the duplicate read the registry before
+    the first delivery answered, and commits only after the stack's rollback and its Delete
+    were served (the group deleted). Later someone makes a new "Jets" by hand (dave), and
+    CloudFormation's deletion is retried (its answer was lost).
+
+    The resource is gone: its legacy rule must not come back with the duplicate's late commit
+    (found by a review session: the commit re-applied after its lost race set the flag from
+    the record it had read) and delete the hand-made group."""
+    legacy_group(iam)
+    send = controller_sender(iam, registry)
+    refused = event("Update", {"Users": "alice,ghost"}, "Jets", {"Users": "alice"})
+    early = registry.load(S1, ["Jets"])  # the duplicate delivery's read
+    assert not send(refused).ok
+    assert send(event("Update", {"Users": "alice"}, "Jets", {"Users": "alice,ghost"})).ok
+    assert send(event("Delete", {"Users": "alice"}, "Jets")).ok
+    assert snapshot(iam, "Jets") is None
+    Controller(iam, registry).handle(parse_request(refused, ENV), stored=early)
+    iam.create_group(GroupName="Jets")
+    iam.add_user_to_group(GroupName="Jets", UserName="dave")
+    handmade = snapshot(iam, "Jets")
+    assert send(event("Delete", {"Users": "alice"}, "Jets")).ok
+    assert snapshot(iam, "Jets") == handmade

@@ -41,7 +41,6 @@ from jets_deploy_iam.exceptions import (
     IamApplyError,
     InvalidPropertiesError,
     JetsDeployIamError,
-    PreflightError,
     RegistryConflictError,
 )
 from jets_deploy_iam.iam.applier import Applier, ApplyResult
@@ -756,12 +755,15 @@ class Controller:
                 decision = replace(decision, undo=self._so_far(request, decision.undo))
             decision = self._restorable(decision)
             self._preflight(decision)
-        except (InvalidPropertiesError, PreflightError, GroupConflictError) as error:
+        except CorrectionUnderWayError:
+            raise  # nothing written: _handle decides again
+        except Exception as error:
             if not self._refused_first(request):
                 raise
-            # Nothing is written. CloudFormation's rollback (properties swapped) must then change
-            # nothing either (not even fail on a group this Update was refused): remember this
-            # Update with an empty undo record.
+            # Nothing is written (refused, or IAM or the registry failed while deciding).
+            # CloudFormation's rollback (properties swapped) must then change nothing either
+            # (not even fail on a group this Update was refused, nor apply ownership derived
+            # from properties never applied): remember this Update with an empty undo record.
             nothing = _hand_back_state(
                 LastUpdate(
                     request.request_id, physical, request.properties, request.old_properties,
@@ -1105,14 +1107,17 @@ class Controller:
         """What a request that failed records besides its answer. A resource the previous
         version created stays one (``ResourceRecord.legacy``): otherwise its refused first
         Update would end the legacy rule, and its next Update be refused and its Delete leave
-        the group with its members' deploy rights, owned by nobody."""
-        stored = self._stored
-        legacy = (
-            request.kind != "Create"
-            and stored is not None
-            and (stored.version == 0 or stored.record.legacy)
-        )
-        return lambda r: replace(r, legacy=legacy and not r.groups)
+        the group with its members' deploy rights, owned by nobody. Judged from the record
+        edited, not the one read: a commit re-applied after a lost race (a late duplicate
+        delivery) must not bring the rule back to a record whose Delete was served since."""
+        if request.kind == "Create":
+            return _unchanged
+
+        def refused(r: ResourceRecord) -> ResourceRecord:
+            unserved = r.legacy or not r.answers  # (no answer yet: the registry had no record)
+            return replace(r, legacy=unserved and not r.groups)
+
+        return refused
 
     def _read(self, name: str, deadline: Deadline | None = None) -> ActualGroup | None:
         deadline = deadline or self.deadline
