@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -2408,3 +2409,87 @@ def test_a_late_duplicate_of_a_refused_legacy_update_never_revives_the_legacy_ru
     handmade = snapshot(iam, "Jets")
     assert send(event("Delete", {"Users": "alice"}, "Jets")).ok
     assert snapshot(iam, "Jets") == handmade
+
+
+# == waiting for a drift correction's hold; repeated deliveries; restarts, as logged =============
+
+
+def test_a_request_waits_out_a_corrections_hold_to_the_second_then_serves(
+    iam: IAMClient,
+    registry: DynamoDBRegistry,
+    world: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The scheduled drift check holds S1's record for 2.5 s more (it is correcting the group)
+    when S1's deploy arrives. The deploy polls the record every HOLD_POLL_SECONDS (2 s) at
+    most, never past the hold's end (the last pause is the 0.5 s left, not another 2 s), logs
+    that it waits, and once the hold has passed serves the Update from the record and claims
+    it reads again, each time in one registry read, as the first."""
+    from jets_deploy_iam.reconcile import HOLD_POLL_SECONDS
+    from jets_deploy_iam.registry.model import CORRECTION_PREFIX
+
+    assert Stack(controller_sender(iam, registry)).create({"Users": "alice"}).ok
+    now = [1.7e9]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    stored = registry.load(S1)
+    held = replace(stored.record, in_progress=CORRECTION_PREFIX + "x", held_until=now[0] + 2.5)
+    registry._write(held, stored.version, [])
+    config = ReconcileConfig(sleep=sleep, now=lambda: now[0])
+    update = event("Update", {"Users": "alice,bob"}, "Jets", {"Users": "alice"})
+    reads: list[str] = []
+    registry.client.meta.events.register(
+        "before-call.dynamodb.BatchGetItem", lambda model, **_kw: reads.append(model.name)
+    )
+    with caplog.at_level(logging.INFO, logger="jets_deploy_iam.reconcile"):
+        answer = controller_sender(iam, registry, config)(update)
+    assert answer.ok, answer.reason
+    assert members(iam, "Jets") == {"alice", "bob"}
+    assert slept == [HOLD_POLL_SECONDS, 0.5]
+    assert len(reads) == 3  # the record with its claims: once, then once after each pause
+    waits = [r for r in caplog.records if "waiting for a drift correction" in r.getMessage()]
+    assert len(waits) == 2
+
+
+def test_a_repeated_delivery_is_answered_as_before_and_logged_with_its_status(
+    iam: IAMClient,
+    registry: DynamoDBRegistry,
+    world: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Lambda delivers the same Create twice (an asynchronous retry). The second is answered
+    from the record, writing nothing, and one line says so with the answer's status, so an
+    operator who sees two invocations for one RequestId knows why the second did nothing."""
+    send = controller_sender(iam, registry)
+    create = event("Create", {"Users": "alice"})
+    first = send(create)
+    assert first.ok
+    with caplog.at_level(logging.INFO, logger="jets_deploy_iam.reconcile"):
+        again = send(create)
+    assert again == first
+    [repeated] = [r for r in caplog.records if getattr(r, "status", None) == "SUCCESS"]
+    assert "repeated delivery" in repeated.getMessage()
+
+
+def test_each_restart_after_a_drift_correction_got_in_first_is_logged(
+    iam: IAMClient,
+    registry: DynamoDBRegistry,
+    world: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each time the Update decides again because a correction took the record first, one
+    line says so: the log explains why a deploy read IAM several times."""
+    assert Stack(controller_sender(iam, registry)).create({"Users": "alice"}).ok
+    corrections_get_in_first(registry, monkeypatch, 2)
+    with caplog.at_level(logging.INFO, logger="jets_deploy_iam.reconcile"):
+        answer = controller_sender(iam, registry)(
+            event("Update", {"Users": "alice,bob"}, "Jets", {"Users": "alice"})
+        )
+    assert answer.ok, answer.reason
+    restarts = [r for r in caplog.records if "drift correction took" in r.getMessage()]
+    assert len(restarts) == 2
