@@ -2493,3 +2493,36 @@ def test_each_restart_after_a_drift_correction_got_in_first_is_logged(
     assert answer.ok, answer.reason
     restarts = [r for r in caplog.records if "drift correction took" in r.getMessage()]
     assert len(restarts) == 2
+
+
+def test_a_rename_costs_two_registry_reads_and_a_named_create_sees_a_pending_claim(
+    iam: IAMClient, registry: DynamoDBRegistry, strict: StrictIam, world: dict[str, str]
+) -> None:
+    """README's cost table: a rename to a name no resource claims costs 2 registry reads (the
+    record with the claims of both names, then the new name's claims again just before
+    deciding, with those of the groups the record holds in the same call); its cleanup Delete
+    2 (the record holds a group the Delete does not name). And the claim of a declared
+    GroupName is read with the record: S2's Create of "JetsStaging", still under way, makes
+    S1's Create of the same name refused."""
+    reads: list[str] = []
+    registry.client.meta.events.register(
+        "before-call.dynamodb.BatchGetItem", lambda model, **_kw: reads.append(model.name)
+    )
+    send = controller_sender(iam, registry)
+    assert send(event("Create", {"Users": "alice"})).ok
+    reads.clear()
+    renamed = {"Users": "alice", "GroupName": "JetsNew"}
+    assert send(event("Update", renamed, "Jets", {"Users": "alice"})).ok
+    assert len(reads) == 2
+    reads.clear()
+    assert send(event("Delete", {"Users": "alice"}, "Jets")).ok  # the cleanup of the old name
+    assert len(reads) == 2  # the record holds JetsNew too: its claim is read after the record
+
+    s2_create = event("Create", {"Users": "bob", "GroupName": "JetsStaging"}, stack=OTHER_STACK)
+    strict.before_write("CreateGroup", crash)
+    with pytest.raises(SystemExit):
+        controller_sender(iam, registry)(s2_create)
+    s1 = Stack(controller_sender(iam, registry), logical_id="Staging")
+    refused = s1.create({"Users": "alice", "GroupName": "JetsStaging"})
+    assert not refused.ok
+    assert f"of stack {S2.stack_name}" in refused.reason

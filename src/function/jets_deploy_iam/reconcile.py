@@ -650,8 +650,8 @@ class Controller:
                     "cannot be a second group; rename through another name (two deploys)"
                 ]
             )
-        claims_read = (
-            self.registry.load(request.key, [new]).claims
+        claims_read = (  # (with the held groups' names: one BatchGetItem, not a second)
+            self.registry.load(request.key, [new, *self.record.groups]).claims
             if new.lower() not in (_required(self._stored).claims)
             else {}
         )
