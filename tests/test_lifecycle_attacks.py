@@ -2526,3 +2526,18 @@ def test_a_rename_costs_two_registry_reads_and_a_named_create_sees_a_pending_cla
     refused = s1.create({"Users": "alice", "GroupName": "JetsStaging"})
     assert not refused.ok
     assert f"of stack {S2.stack_name}" in refused.reason
+
+
+def test_a_delete_whose_properties_are_not_an_object_still_deletes_the_group(
+    iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]
+) -> None:
+    """A Delete event whose ResourceProperties is null (a hand-replayed or corrupted event):
+    a Delete never needs its properties to be valid (the record says what the resource owns),
+    so it is served, not crashed on while the record and claims are read."""
+    send = controller_sender(iam, registry)
+    assert send(event("Create", {"Users": "alice"})).ok
+    delete = event("Delete", {"Users": "alice"}, "Jets")
+    delete["ResourceProperties"] = None
+    deleted = send(delete)
+    assert deleted.ok, deleted.reason
+    assert snapshot(iam, "Jets") is None
