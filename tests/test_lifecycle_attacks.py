@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,27 @@ BACKDOOR = {
 def members(iam: IAMClient, name: str) -> Any:
     group = snapshot(iam, name)
     return None if group is None else group["members"]
+
+
+def before_registry_change(
+    registry: DynamoDBRegistry, monkeypatch: pytest.MonkeyPatch, hook: Callable[[int], None]
+) -> None:
+    """Run ``hook(n)`` just before the n-th registry write of what follows (1-based): another
+    writer landing first, or the write failing (the hook raises). The hook's own writes (another
+    stack's request, say) pass through, neither counted nor hooked."""
+    change = registry.change
+    count = [0]
+
+    def hooked(*args: Any, **kwargs: Any) -> Any:
+        count[0] += 1
+        monkeypatch.setattr(registry, "change", change)
+        try:
+            hook(count[0])
+        finally:
+            monkeypatch.setattr(registry, "change", hooked)
+        return change(*args, **kwargs)
+
+    monkeypatch.setattr(registry, "change", hooked)
 
 
 class FakeClock:
@@ -650,14 +672,12 @@ def test_a_legacy_update_racing_another_stacks_adoption_leaves_the_adopters_clai
     """
     legacy_group(iam)
     s2 = Stack(controller_sender(iam, registry), stack=OTHER_STACK)
-    change = registry.change
 
-    def adoption_lands_first(*args: Any, **kwargs: Any) -> Any:
-        monkeypatch.setattr(registry, "change", change)
-        assert s2.create({"Users": "alice,carol", "AdoptExistingGroup": "true"}).ok
-        return change(*args, **kwargs)
+    def adoption_lands_first(write: int) -> None:
+        if write == 1:
+            assert s2.create({"Users": "alice,carol", "AdoptExistingGroup": "true"}).ok
 
-    monkeypatch.setattr(registry, "change", adoption_lands_first)
+    before_registry_change(registry, monkeypatch, adoption_lands_first)
     raced = controller_sender(iam, registry)(
         event("Update", {"Users": "alice,bob"}, "Jets", {"Users": "alice"})
     )
@@ -1817,14 +1837,12 @@ def test_a_create_racing_another_stacks_create_of_the_name_leaves_it_the_winners
     README (registry): two stacks creating one group at once cannot both claim it. S1 is no
     adoption: it must not take S2's claim, nor write to S2's group."""
     s2 = Stack(controller_sender(iam, registry), stack=OTHER_STACK)
-    change = registry.change
 
-    def the_other_create_lands_first(*args: Any, **kwargs: Any) -> Any:
-        monkeypatch.setattr(registry, "change", change)
-        assert s2.create({"Users": "bob"}).ok
-        return change(*args, **kwargs)
+    def the_other_create_lands_first(write: int) -> None:
+        if write == 1:
+            assert s2.create({"Users": "bob"}).ok
 
-    monkeypatch.setattr(registry, "change", the_other_create_lands_first)
+    before_registry_change(registry, monkeypatch, the_other_create_lands_first)
     raced = Stack(controller_sender(iam, registry)).create({"Users": "alice"})
     assert not raced.ok
     assert owner(registry) == S2
@@ -2008,13 +2026,12 @@ def test_an_adopters_update_that_failed_before_writing_and_was_rolled_back_still
     s2 = Stack(controller_sender(iam, registry), stack=OTHER_STACK)
     adoption = {"Users": "bob", "AdoptExistingGroup": "true"}
     assert s2.create(adoption).ok
-    change = registry.change
 
-    def refused_once(*args: Any, **kwargs: Any) -> Any:
-        monkeypatch.setattr(registry, "change", change)
-        raise RegistryError("ProvisionedThroughputExceeded")
+    def refused_once(write: int) -> None:
+        if write == 1:
+            raise RegistryError("ProvisionedThroughputExceeded")
 
-    monkeypatch.setattr(registry, "change", refused_once)
+    before_registry_change(registry, monkeypatch, refused_once)
     assert not s2.update({**adoption, "Users": "bob,carol"}).ok  # then its rollback Update
     assert s2.delete().ok
     assert snapshot(iam, "Jets") == found
@@ -2184,16 +2201,12 @@ def test_an_update_whose_outcome_cannot_be_recorded_answers_and_logs_an_error(
     describes as under way), and an ERROR line with the traceback tells the operator."""
     stack = Stack(controller_sender(iam, registry))
     assert stack.create({"Users": "alice"}).ok
-    change = registry.change
-    calls: list[object] = []
 
-    def fails_after_the_write_ahead(*args: Any, **kwargs: Any) -> Any:
-        calls.append(args)
-        if len(calls) > 1:
+    def fails_after_the_write_ahead(write: int) -> None:
+        if write > 1:
             raise RegistryError("DynamoDB is unavailable")
-        return change(*args, **kwargs)
 
-    monkeypatch.setattr(registry, "change", fails_after_the_write_ahead)
+    before_registry_change(registry, monkeypatch, fails_after_the_write_ahead)
     with caplog.at_level(logging.INFO, logger="jets_deploy_iam.reconcile"):
         updated = stack.update({"Users": "alice,bob"})
     assert updated.ok, updated.reason
@@ -2223,16 +2236,12 @@ def corrections_get_in_first(
 ) -> None:
     """The scheduled drift check takes the record between a request's read and its
     write-ahead, ``times`` times in a row."""
-    change = registry.change
-    left = [times]
 
-    def a_correction_got_in(*args: Any, **kwargs: Any) -> Any:
-        if left[0] > 0:
-            left[0] -= 1
+    def a_correction_got_in(write: int) -> None:
+        if write <= times:
             raise CorrectionUnderWayError("a drift correction holds the record")
-        return change(*args, **kwargs)
 
-    monkeypatch.setattr(registry, "change", a_correction_got_in)
+    before_registry_change(registry, monkeypatch, a_correction_got_in)
 
 
 def test_a_request_decides_again_each_time_a_drift_correction_got_in_first(
