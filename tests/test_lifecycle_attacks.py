@@ -1963,6 +1963,7 @@ def test_a_rollback_that_cannot_put_back_a_deleted_user_says_which_in_a_warning(
     assert members(iam, "Jets") == {"alice"}
     [warning] = [r for r in caplog.records if getattr(r, "skipped", None)]
     assert warning.levelno == logging.WARNING
+    assert "cannot be put back" in warning.getMessage()
     assert any("carol" in skipped for skipped in warning.skipped)  # type: ignore[attr-defined]
 
 
