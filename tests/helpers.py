@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
 from jets_deploy_iam import policy
 from jets_deploy_iam.config import ReconcileConfig
 from jets_deploy_iam.iam.reader import read_group
@@ -24,6 +26,8 @@ from jets_deploy_iam.spec import DeclaredGroup, Environment, parse_properties
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
+
+    from strict_iam import StrictIam
 
 ACCOUNT = "123456789012"  # moto's default account
 ENV = Environment("aws", ACCOUNT)
@@ -416,6 +420,15 @@ def _authorized_as(operation: str, params: Mapping[str, Any]) -> set[str]:
 def crash() -> None:
     """The Lambda runtime killing the invocation (a ``strict.before_write`` hook, say)."""
     raise SystemExit("the Lambda runtime killed the invocation")
+
+
+def dies_before(strict: StrictIam, action: str, deliver: Callable[[], object]) -> None:
+    """Deliver a request whose invocation the Lambda runtime kills just before its next
+    ``action`` reaches IAM: what it wrote before (its write-ahead included) stays, nothing after
+    is written, and no answer is sent."""
+    strict.before_write(action, crash)
+    with pytest.raises(SystemExit):
+        deliver()
 
 
 def owner(registry: Registry, name: str = "Jets") -> ResourceKey | None:

@@ -20,6 +20,7 @@ from helpers import (
     controller_sender,
     crash,
     delete_by_hand,
+    dies_before,
     event,
     owner,
     snapshot,
@@ -676,11 +677,8 @@ def _other_stack_dies_creating_jets_new(
 ) -> None:
     """The other stack's Create writes its claim on JetsNew ahead, then dies before CreateGroup:
     the claim is pending, its request never answered."""
-    strict.before_write("CreateGroup", crash)
-    with pytest.raises(SystemExit):
-        controller_sender(iam, registry)(
-            event("Create", {"GroupName": "JetsNew", "Users": "bob"}, stack=OTHER_STACK)
-        )
+    create = event("Create", {"GroupName": "JetsNew", "Users": "bob"}, stack=OTHER_STACK)
+    dies_before(strict, "CreateGroup", lambda: controller_sender(iam, registry)(create))
 
 
 def _rename_to_jets_new_is_refused(
@@ -728,9 +726,8 @@ def test_a_rename_delivered_again_after_it_died_finishes_the_group_it_made(
     assert send(event("Create", props)).ok
     renamed = {**props, "GroupName": "JetsNew"}
     rename = event("Update", renamed, "Jets", props)
-    strict.before_write("AddUserToGroup", crash)  # JetsNew made, its members not added yet
-    with pytest.raises(SystemExit):
-        send(rename)
+    # JetsNew made, its members not added yet
+    dies_before(strict, "AddUserToGroup", lambda: send(rename))
     made = snapshot(iam, "JetsNew")
     assert made is not None
     delete_by_hand(iam, "Jets")  # meanwhile, nothing is left to copy from
@@ -756,9 +753,7 @@ def test_a_non_exclusive_rename_delivered_again_after_it_died_keeps_owning_what_
     assert send(event("Create", props)).ok
     renamed = {**props, "GroupName": "JetsNew"}
     rename = event("Update", renamed, "Jets", props)
-    strict.before_write("AddUserToGroup", crash)  # JetsNew made, its policies on it
-    with pytest.raises(SystemExit):
-        send(rename)
+    dies_before(strict, "AddUserToGroup", lambda: send(rename))  # JetsNew made, its policies on it
     delete_by_hand(iam, "Jets")
     assert send(rename).ok  # Lambda's retry of the same request
     assert send(event("Delete", renamed, "JetsNew")).ok
@@ -777,9 +772,8 @@ def test_a_rename_of_a_group_deleted_by_hand_delivered_again_after_it_died_finis
     delete_by_hand(iam, "Jets")
     renamed = {**props, "GroupName": "JetsNew"}
     rename = event("Update", renamed, "Jets", props)
-    strict.before_write("AddUserToGroup", crash)  # JetsNew made, its members not added yet
-    with pytest.raises(SystemExit):
-        send(rename)
+    # JetsNew made, its members not added yet
+    dies_before(strict, "AddUserToGroup", lambda: send(rename))
     made = snapshot(iam, "JetsNew")
     assert made is not None
     again = send(rename)  # Lambda's retry of the same request
@@ -811,9 +805,8 @@ def test_the_delete_after_a_create_that_died_before_creating_releases_the_name(
 ) -> None:
     send = controller_sender(iam, registry)
     props = {"Users": "alice"}
-    strict.before_write("CreateGroup", crash)  # after the write-ahead of its claim
-    with pytest.raises(SystemExit):
-        send(event("Create", props))
+    # after the write-ahead of its claim
+    dies_before(strict, "CreateGroup", lambda: send(event("Create", props)))
     # CloudFormation fails the Create at ServiceTimeout and deletes it under an id of its own.
     rollback = event("Delete", props, GENERATED)
     planned = _plan(iam, registry, rollback)
@@ -863,9 +856,8 @@ def test_plan_of_the_delete_after_a_dead_adoption_hands_the_group_back_as_found(
     found = snapshot(iam, "Jets")
     send = controller_sender(iam, registry)
     props = {"Users": "alice", "AdoptExistingGroup": "true"}  # Exclusive: bob and carol go
-    strict.before_write("AddUserToGroup", crash)  # after the removals, before alice is added
-    with pytest.raises(SystemExit):
-        send(event("Create", props))
+    # after the removals, before alice is added
+    dies_before(strict, "AddUserToGroup", lambda: send(event("Create", props)))
     half_way = snapshot(iam, "Jets")
     assert half_way is not None
     assert half_way != found

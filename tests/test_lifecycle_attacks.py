@@ -23,8 +23,8 @@ from helpers import (
     STACK,
     Stack,
     controller_sender,
-    crash,
     delete_by_hand,
+    dies_before,
     event,
     owner,
     snapshot,
@@ -113,11 +113,7 @@ def test_deleting_a_legacy_stack_after_another_stack_adopted_its_group_keeps_the
     """The same with a resource created before the registry existed (no record at all): the
     legacy rule "it owns what its properties declare" ignores that another resource adopted the
     group since."""
-    iam.create_group(GroupName="Jets")  # what the previous version made for stack S1
-    iam.add_user_to_group(GroupName="Jets", UserName="alice")
-    iam.put_group_policy(
-        GroupName="Jets", PolicyName="JetsPolicy", PolicyDocument=json.dumps(HANDMADE)
-    )
+    legacy_group(iam)
     new = Stack(controller_sender(iam, registry), stack=OTHER_STACK)
     assert new.create({"Users": "alice,bob", "AdoptExistingGroup": "true"}).ok
     adopted = snapshot(iam, "Jets")
@@ -546,6 +542,18 @@ def legacy_group(iam: IAMClient) -> None:
     )
 
 
+def a_retried_delete_leaves_a_namesake_made_since(iam: IAMClient, send: Any) -> None:
+    """S1's stack is deleted already; someone then makes a new "Jets" by hand (dave), and
+    CloudFormation's deletion is retried (its answer was lost): a Delete with a new RequestId.
+    The hand-made group is nobody's resource: it must stay exactly as made."""
+    iam.create_group(GroupName="Jets")
+    iam.add_user_to_group(GroupName="Jets", UserName="dave")
+    handmade = snapshot(iam, "Jets")
+    retried = send(event("Delete", {"Users": "alice"}, "Jets"))
+    assert retried.ok, retried.reason
+    assert snapshot(iam, "Jets") == handmade
+
+
 def test_a_legacy_resources_update_after_a_refused_one_still_owns_the_group(
     iam: IAMClient, registry: DynamoDBRegistry, world: dict[str, str]
 ) -> None:
@@ -648,12 +656,7 @@ def test_a_legacy_delete_served_once_never_reaches_a_namesake_made_after_it(
     assert not stack.update({"Users": "alice,ghost"}).ok
     delete_by_hand(iam)
     assert stack.delete().ok
-    iam.create_group(GroupName="Jets")
-    iam.add_user_to_group(GroupName="Jets", UserName="dave")
-    handmade = snapshot(iam, "Jets")
-    retried = controller_sender(iam, registry)(event("Delete", {"Users": "alice"}, "Jets"))
-    assert retried.ok, retried.reason
-    assert snapshot(iam, "Jets") == handmade
+    a_retried_delete_leaves_a_namesake_made_since(iam, controller_sender(iam, registry))
 
 
 def test_a_legacy_update_racing_another_stacks_adoption_leaves_the_adopters_claim(
@@ -810,9 +813,7 @@ def test_an_update_while_another_resource_creates_the_group_is_refused(
     assert s2.create({"Users": "bob"}).ok
     delete_by_hand(iam)
     s1_create = event("Create", {"Users": "alice"})
-    strict.before_write("CreateGroup", crash)
-    with pytest.raises(SystemExit):
-        controller_sender(iam, registry)(s1_create)
+    dies_before(strict, "CreateGroup", lambda: controller_sender(iam, registry)(s1_create))
     assert snapshot(iam, "Jets") is None
 
     refused = s2.update({"Users": "bob,carol"})
@@ -1214,9 +1215,7 @@ def test_a_create_delivered_again_after_a_crash_then_failing_leaves_its_group_to
     answer names the group, and the rollback Delete removes it: no orphan."""
     send = controller_sender(iam, registry)
     created = event("Create", {"Users": "alice,bob"})
-    strict.before_write("AddUserToGroup", crash)
-    with pytest.raises(SystemExit):
-        send(created)
+    dies_before(strict, "AddUserToGroup", lambda: send(created))
     assert snapshot(iam, "Jets") is not None
     strict.inject("AddUserToGroup", "ServiceFailure", times=10_000)
     failed = send(created)  # the same event, delivered again
@@ -1858,9 +1857,7 @@ def test_a_create_delivered_again_after_another_stack_adopted_its_group_is_refus
     The group is S2's now: the retried Create of S1 is its own half-work no more, and must be
     refused like any Create of an existing group, leaving S2's group and claim alone."""
     s1_create = event("Create", {"Users": "alice"})
-    strict.before_write("AddUserToGroup", crash)
-    with pytest.raises(SystemExit):
-        controller_sender(iam, registry)(s1_create)
+    dies_before(strict, "AddUserToGroup", lambda: controller_sender(iam, registry)(s1_create))
     s2 = Stack(controller_sender(iam, registry), stack=OTHER_STACK)
     assert s2.create({"Users": "bob", "AdoptExistingGroup": "true"}).ok
 
@@ -1885,9 +1882,7 @@ def test_an_adoption_finished_by_a_second_delivery_still_gives_the_claim_back_on
     assert s1.create({"Users": "alice"}).ok
     found = snapshot(iam, "Jets")
     adopt = event("Create", {"Users": "bob", "AdoptExistingGroup": "true"}, stack=OTHER_STACK)
-    strict.before_write("AddUserToGroup", crash)
-    with pytest.raises(SystemExit):
-        controller_sender(iam, registry)(adopt)
+    dies_before(strict, "AddUserToGroup", lambda: controller_sender(iam, registry)(adopt))
     adopted = controller_sender(iam, registry)(adopt)
     assert adopted.ok, adopted.reason
     rollback = event(
@@ -2093,9 +2088,7 @@ def test_an_update_delivered_again_after_its_group_was_replaced_by_hand_leaves_t
     s1 = Stack(controller_sender(iam, registry))
     assert s1.create({"Users": "alice"}).ok
     update = event("Update", {"Users": "alice,bob,carol"}, "Jets", {"Users": "alice"})
-    strict.before_write("AddUserToGroup", crash)
-    with pytest.raises(SystemExit):
-        controller_sender(iam, registry)(update)
+    dies_before(strict, "AddUserToGroup", lambda: controller_sender(iam, registry)(update))
     delete_by_hand(iam)
     iam.create_group(GroupName="Jets")
     iam.add_user_to_group(GroupName="Jets", UserName="dave")
@@ -2232,6 +2225,15 @@ def test_a_member_revoked_and_later_added_by_hand_is_foreign_to_a_non_exclusive_
     assert members(iam, "Jets") == {"alice", "bob", "carol"}
 
 
+def batch_gets(registry: DynamoDBRegistry) -> list[str]:
+    """The registry's reads from now on, as DynamoDB bills them: one entry per BatchGetItem."""
+    reads: list[str] = []
+    registry.client.meta.events.register(
+        "before-call.dynamodb.BatchGetItem", lambda model, **_kw: reads.append(model.name)
+    )
+    return reads
+
+
 def corrections_get_in_first(
     registry: DynamoDBRegistry, monkeypatch: pytest.MonkeyPatch, times: int
 ) -> None:
@@ -2292,9 +2294,7 @@ def test_a_create_of_the_default_name_while_another_stack_creates_it_is_refused(
     The claim of the default name is read like any declared name's: S1 is refused, naming the
     resource that is creating the group, and S2, delivered again, creates it as its own."""
     s2_create = event("Create", {"Users": "bob"}, stack=OTHER_STACK)
-    strict.before_write("CreateGroup", crash)
-    with pytest.raises(SystemExit):
-        controller_sender(iam, registry)(s2_create)
+    dies_before(strict, "CreateGroup", lambda: controller_sender(iam, registry)(s2_create))
 
     refused = Stack(controller_sender(iam, registry)).create({"Users": "alice"})
     assert not refused.ok
@@ -2414,11 +2414,7 @@ def test_a_late_duplicate_of_a_refused_legacy_update_never_revives_the_legacy_ru
     assert send(event("Delete", {"Users": "alice"}, "Jets")).ok
     assert snapshot(iam, "Jets") is None
     Controller(iam, registry).handle(parse_request(refused, ENV), stored=early)
-    iam.create_group(GroupName="Jets")
-    iam.add_user_to_group(GroupName="Jets", UserName="dave")
-    handmade = snapshot(iam, "Jets")
-    assert send(event("Delete", {"Users": "alice"}, "Jets")).ok
-    assert snapshot(iam, "Jets") == handmade
+    a_retried_delete_leaves_a_namesake_made_since(iam, send)
 
 
 # == waiting for a drift correction's hold; repeated deliveries; restarts, as logged =============
@@ -2451,10 +2447,7 @@ def test_a_request_waits_out_a_corrections_hold_to_the_second_then_serves(
     registry._write(held, stored.version, [])
     config = ReconcileConfig(sleep=sleep, now=lambda: now[0])
     update = event("Update", {"Users": "alice,bob"}, "Jets", {"Users": "alice"})
-    reads: list[str] = []
-    registry.client.meta.events.register(
-        "before-call.dynamodb.BatchGetItem", lambda model, **_kw: reads.append(model.name)
-    )
+    reads = batch_gets(registry)
     with caplog.at_level(logging.INFO, logger="jets_deploy_iam.reconcile"):
         answer = controller_sender(iam, registry, config)(update)
     assert answer.ok, answer.reason
@@ -2514,10 +2507,7 @@ def test_a_rename_costs_two_registry_reads_and_a_named_create_sees_a_pending_cla
     2 (the record holds a group the Delete does not name). And the claim of a declared
     GroupName is read with the record: S2's Create of "JetsStaging", still under way, makes
     S1's Create of the same name refused."""
-    reads: list[str] = []
-    registry.client.meta.events.register(
-        "before-call.dynamodb.BatchGetItem", lambda model, **_kw: reads.append(model.name)
-    )
+    reads = batch_gets(registry)
     send = controller_sender(iam, registry)
     assert send(event("Create", {"Users": "alice"})).ok
     reads.clear()
@@ -2529,9 +2519,7 @@ def test_a_rename_costs_two_registry_reads_and_a_named_create_sees_a_pending_cla
     assert len(reads) == 2  # the record holds JetsNew too: its claim is read after the record
 
     s2_create = event("Create", {"Users": "bob", "GroupName": "JetsStaging"}, stack=OTHER_STACK)
-    strict.before_write("CreateGroup", crash)
-    with pytest.raises(SystemExit):
-        controller_sender(iam, registry)(s2_create)
+    dies_before(strict, "CreateGroup", lambda: controller_sender(iam, registry)(s2_create))
     s1 = Stack(controller_sender(iam, registry), logical_id="Staging")
     refused = s1.create({"Users": "alice", "GroupName": "JetsStaging"})
     assert not refused.ok
