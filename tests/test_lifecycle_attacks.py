@@ -27,6 +27,7 @@ from helpers import (
     dies_before,
     event,
     owner,
+    s2_lost_its_group_to_s1,
     snapshot,
 )
 from jets_deploy_iam.config import Deadline, ReconcileConfig
@@ -749,9 +750,7 @@ def test_an_update_of_a_group_gone_again_takes_the_stale_claim_of_the_stack_that
     S2 makes "Jets" again as its own: S1's Update is then refused ("owned by"), and S1's
     Delete leaves S2's group alone.
     """
-    s2 = Stack(controller_sender(iam, registry), stack=OTHER_STACK)
-    assert s2.create({"Users": "bob"}).ok
-    delete_by_hand(iam)
+    s2 = s2_lost_its_group_to_s1(iam, registry, {"Users": "bob"})
     s1 = Stack(controller_sender(iam, registry))
     assert s1.create({"Users": "alice"}).ok
     delete_by_hand(iam)
@@ -1726,9 +1725,7 @@ def test_a_delete_of_a_group_another_stack_owns_logs_that_it_left_it(
     """S2's group was deleted by hand and S1 made and claimed a new "Jets". S2's stack is
     deleted: it answers SUCCESS for its id, leaves S1's group, and says so in a line that names
     the group."""
-    s2 = Stack(controller_sender(iam, registry), stack=OTHER_STACK)
-    assert s2.create({"Users": "bob"}).ok
-    delete_by_hand(iam)
+    s2 = s2_lost_its_group_to_s1(iam, registry, {"Users": "bob"})
     s1 = Stack(controller_sender(iam, registry))
     assert s1.create({"Users": "alice"}).ok
     before = snapshot(iam, "Jets")
